@@ -1,0 +1,473 @@
+"""Data loaders for wfn: the embedded digits default and the real data sets through torchvision.
+
+Every public loader returns ``(train_loader, test_loader)``.
+
+* :func:`digits` is the embedded default: scikit-learn's bundled 8x8 digits, so it never touches the
+  network or the disk outside the installed packages.
+* :func:`mnist`, :func:`fashion_mnist`, :func:`cifar10` and :func:`imagenet` read the real data sets
+  with :mod:`torchvision.datasets`, rooted at :data:`DATA_ROOT` (the repository's ``data/`` folder,
+  or ``$WFN_DATA``) unless ``root`` is given. Nothing is downloaded unless the caller passes
+  ``download=True`` (ImageNet cannot be downloaded at all). When a data set is missing a
+  :class:`DatasetNotFoundError` says which paths were checked and how to get the data.
+
+Shuffling is seeded: the training loader draws its order (and, with worker processes, the workers'
+seeds) from a :class:`torch.Generator` seeded with ``seed``, so the same seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+__all__ = [
+    "DATA_ROOT",
+    "REPO_DATA_DIR",
+    "DATASETS",
+    "DatasetNotFoundError",
+    "DatasetCorruptedError",
+    "data_root",
+    "digits_arrays",
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "imagenet",
+    "get_loaders",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+#: The repository's ``data/`` folder (shipped files live here; never affected by ``$WFN_DATA``).
+REPO_DATA_DIR: Path = Path(__file__).resolve().parent.parent / "data"
+
+#: Environment variable that moves the default root of the downloadable data sets.
+DATA_ENV_VAR = "WFN_DATA"
+
+
+def data_root() -> Path:
+    """Default root for the real data sets: ``$WFN_DATA`` if set (read at call time), else ``data/``."""
+    env = os.environ.get(DATA_ENV_VAR)
+    return Path(env).expanduser() if env else REPO_DATA_DIR
+
+
+#: Default data root as it was when the module was imported (``$WFN_DATA`` or the repository's ``data/``).
+DATA_ROOT: Path = data_root()
+
+# Per-channel statistics of the training sets (the values used throughout the literature).
+MNIST_MEAN: tuple[float, ...] = (0.1307,)
+MNIST_STD: tuple[float, ...] = (0.3081,)
+FASHION_MNIST_MEAN: tuple[float, ...] = (0.2860,)
+FASHION_MNIST_STD: tuple[float, ...] = (0.3530,)
+CIFAR10_MEAN: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+#: Fraction of the digits data held out for testing, and the fixed seed of that split.
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set is not on disk where we looked; the message says where and how to get it."""
+
+
+class DatasetCorruptedError(RuntimeError):
+    """A data set's files are present but torchvision rejected them (e.g. failed checksum)."""
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _resolve_root(root: str | os.PathLike[str] | None, default: Path | None = None) -> Path:
+    if root is None:
+        return default if default is not None else data_root()
+    if not isinstance(root, (str, os.PathLike)) or str(root) == "":
+        raise ValueError(f"root must be a non-empty path (str or os.PathLike) or None, got {root!r}")
+    return Path(root).expanduser()
+
+
+def _describe_missing(folder: Path, missing: list[str], expected: tuple[str, ...]) -> str:
+    """Human-readable summary of which expected files are absent from ``folder``."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    if len(missing) == len(expected):
+        return f"{folder} exists but none of these files is in it"
+    return f"missing from {folder}: {', '.join(missing)}"
+
+
+def _make_loaders(
+    train_set: Dataset,
+    test_set: Dataset,
+    batch_size: int,
+    test_batch_size: int | None,
+    seed: int,
+    num_workers: int,
+) -> tuple[DataLoader, DataLoader]:
+    """Training loader shuffled by a generator seeded with ``seed``; test loader in file order."""
+    batch_size = _check_positive_int("batch_size", batch_size)
+    test_batch_size = batch_size if test_batch_size is None else _check_positive_int("test_batch_size", test_batch_size)
+    seed = _check_seed(seed)
+    num_workers = _check_non_negative_int("num_workers", num_workers)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    common: dict[str, Any] = {
+        "num_workers": num_workers,
+        "pin_memory": torch.cuda.is_available(),
+        "persistent_workers": num_workers > 0,
+    }
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator, **common)
+    test_loader = DataLoader(test_set, batch_size=test_batch_size, shuffle=False, **common)
+    return train_loader, test_loader
+
+
+def _validate_common(batch_size: Any, test_batch_size: Any, seed: Any, num_workers: Any) -> None:
+    """Check the loader arguments up front, before any file is touched."""
+    _check_positive_int("batch_size", batch_size)
+    if test_batch_size is not None:
+        _check_positive_int("test_batch_size", test_batch_size)
+    _check_seed(seed)
+    _check_non_negative_int("num_workers", num_workers)
+
+
+# --------------------------------------------------------------------------- digits (embedded)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
+    )
+    for arr in (x_train, x_test, y_train, y_test):
+        arr.setflags(write=False)
+    return x_train, y_train, x_test, y_test
+
+
+def digits_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fixed digits split as fresh tensors ``(x_train, y_train, x_test, y_test)``.
+
+    Images are float32 of shape ``(N, 1, 8, 8)`` in ``[0, 1]``; labels are int64 in ``0..9``.
+    The split (stratified 80/20, ``random_state=0``) is the same on every call and every machine:
+    1437 training and 360 test images.
+    """
+    return tuple(torch.tensor(a) for a in _digits_split())  # type: ignore[return-value]
+
+
+def digits(
+    batch_size: int = 64,
+    seed: int = 0,
+    num_workers: int = 0,
+    test_batch_size: int | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """scikit-learn's bundled 8x8 digits: the embedded default data set (nothing is downloaded).
+
+    Args:
+        batch_size: training batch size (also the test batch size unless ``test_batch_size`` is given).
+        seed: seeds the training loader's shuffling only; the train/test split never changes.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        test_batch_size: test batch size (default: ``batch_size``).
+    """
+    _validate_common(batch_size, test_batch_size, seed, num_workers)
+    x_train, y_train, x_test, y_test = digits_arrays()
+    return _make_loaders(
+        TensorDataset(x_train, y_train), TensorDataset(x_test, y_test), batch_size, test_batch_size, seed, num_workers
+    )
+
+
+# --------------------------------------------------------------------------- MNIST / Fashion-MNIST
+
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _require_idx_dataset(root: Path, folder: str, title: str, function: str) -> None:
+    """Raise :class:`DatasetNotFoundError` unless torchvision will find the data under ``root``.
+
+    torchvision 0.29 reads the *uncompressed* IDX files from ``root/<folder>/raw`` (or, for backward
+    compatibility, ``root/<folder>/processed/{training,test}.pt``).
+    """
+    raw = root / folder / "raw"
+    processed = root / folder / "processed"
+    if all((raw / name).is_file() for name in _IDX_FILES):
+        return
+    if all((processed / name).is_file() for name in ("training.pt", "test.pt")):
+        return
+    missing = [name for name in _IDX_FILES if not (raw / name).is_file()]
+    gz_only = [name for name in _IDX_FILES if not (raw / name).is_file() and (raw / f"{name}.gz").is_file()]
+    hint = ""
+    if gz_only:
+        hint = (
+            f"\nThe compressed files {', '.join(n + '.gz' for n in gz_only)} are there but not extracted: "
+            f"run `gunzip -k {raw}/*.gz`, or pass download=True, which extracts them."
+        )
+    raise DatasetNotFoundError(
+        f"{title} not found under {root}: looked in {raw} for the four IDX files "
+        f"({', '.join(_IDX_FILES)}); {_describe_missing(raw, missing, _IDX_FILES)}.{hint}\n"
+        f"To get it, call {function}(root={str(root)!r}, download=True) (about 30 MB), "
+        f"or set ${DATA_ENV_VAR} / pass root= to where it already is."
+    )
+
+
+def _idx_loaders(
+    dataset_cls: Callable[..., Dataset],
+    folder: str,
+    title: str,
+    function: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    root: str | os.PathLike[str] | None,
+    batch_size: int,
+    test_batch_size: int | None,
+    seed: int,
+    download: bool,
+    num_workers: int,
+) -> tuple[DataLoader, DataLoader]:
+    from torchvision import transforms
+
+    _validate_common(batch_size, test_batch_size, seed, num_workers)
+    download = _check_bool("download", download)
+    root_path = _resolve_root(root)
+    if not download:
+        _require_idx_dataset(root_path, folder, title, function)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+    train_set = dataset_cls(str(root_path), train=True, transform=transform, download=download)
+    test_set = dataset_cls(str(root_path), train=False, transform=transform, download=download)
+    return _make_loaders(train_set, test_set, batch_size, test_batch_size, seed, num_workers)
+
+
+def mnist(
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    download: bool = False,
+    num_workers: int = 0,
+    test_batch_size: int | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """MNIST (60k/10k, 1x28x28), normalised with the training mean/std; no augmentation.
+
+    Reads ``root/MNIST/raw/*-idx?-ubyte`` (default root: :func:`data_root`). Downloads only if
+    ``download=True``; otherwise a missing data set raises :class:`DatasetNotFoundError`.
+    """
+    from torchvision.datasets import MNIST
+
+    return _idx_loaders(
+        MNIST, "MNIST", "MNIST", "wfn_core.data.mnist", MNIST_MEAN, MNIST_STD,
+        root, batch_size, test_batch_size, seed, download, num_workers,
+    )
+
+
+def fashion_mnist(
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    download: bool = False,
+    num_workers: int = 0,
+    test_batch_size: int | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """Fashion-MNIST (60k/10k, 1x28x28), normalised with the training mean/std; no augmentation.
+
+    Reads ``root/FashionMNIST/raw/*-idx?-ubyte`` (default root: :func:`data_root`). Downloads only if
+    ``download=True``; otherwise a missing data set raises :class:`DatasetNotFoundError`.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    return _idx_loaders(
+        FashionMNIST, "FashionMNIST", "Fashion-MNIST", "wfn_core.data.fashion_mnist",
+        FASHION_MNIST_MEAN, FASHION_MNIST_STD,
+        root, batch_size, test_batch_size, seed, download, num_workers,
+    )
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+_CIFAR10_FOLDER = "cifar-10-batches-py"
+_CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+def cifar10(
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    download: bool = False,
+    num_workers: int = 0,
+    test_batch_size: int | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """CIFAR-10 (50k/10k, 3x32x32) with the standard augmentation for training.
+
+    Training: ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip`` + normalise; test: normalise only.
+    Reads ``root/cifar-10-batches-py/`` (the python pickle batches; default root: :func:`data_root`).
+    Downloads only if ``download=True``; otherwise a missing data set raises
+    :class:`DatasetNotFoundError`, and files that fail torchvision's MD5 check raise
+    :class:`DatasetCorruptedError`.
+    """
+    from torchvision import transforms
+    from torchvision.datasets import CIFAR10
+
+    _validate_common(batch_size, test_batch_size, seed, num_workers)
+    download = _check_bool("download", download)
+    root_path = _resolve_root(root)
+    folder = root_path / _CIFAR10_FOLDER
+    if not download:
+        missing = [name for name in _CIFAR10_FILES if not (folder / name).is_file()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"CIFAR-10 not found under {root_path}: looked in {folder} for "
+                f"{', '.join(_CIFAR10_FILES)}; {_describe_missing(folder, missing, _CIFAR10_FILES)}.\n"
+                f"To get it, call wfn_core.data.cifar10(root={str(root_path)!r}, download=True) (about 170 MB), "
+                f"or download {_CIFAR10_URL} and extract it into {root_path}; "
+                f"or set ${DATA_ENV_VAR} / pass root= to where it already is."
+            )
+    normalize = transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    train_tf = transforms.Compose(
+        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]
+    )
+    test_tf = transforms.Compose([transforms.ToTensor(), normalize])
+    try:
+        train_set = CIFAR10(str(root_path), train=True, transform=train_tf, download=download)
+        test_set = CIFAR10(str(root_path), train=False, transform=test_tf, download=False)
+    except RuntimeError as exc:
+        if download:
+            raise
+        # All files exist (checked above), so torchvision's integrity (MD5) check rejected them.
+        raise DatasetCorruptedError(
+            f"CIFAR-10 files are present in {folder} but torchvision rejected them ({exc}). "
+            f"They are probably incomplete or corrupted: delete {folder} and call "
+            f"wfn_core.data.cifar10(root={str(root_path)!r}, download=True)."
+        ) from exc
+    return _make_loaders(train_set, test_set, batch_size, test_batch_size, seed, num_workers)
+
+
+# --------------------------------------------------------------------------- ImageNet
+
+_IMAGENET_HOWTO = (
+    "ImageNet cannot be downloaded automatically: request ILSVRC2012 (CLS-LOC) from "
+    "https://image-net.org/download (free registration for non-commercial research), extract "
+    "ILSVRC2012_img_train.tar (and the per-class tars inside it) into <root>/train/<wnid>/*.JPEG, "
+    "and sort ILSVRC2012_img_val.tar into <root>/val/<wnid>/*.JPEG (the validation images come as "
+    "one flat folder; move them into per-class folders using the validation ground truth, e.g. with "
+    "the widely used valprep.sh script). Then pass root=<root>, or put it at {default}."
+)
+
+
+def _image_folder_problem(split_dir: Path) -> str | None:
+    """Why ``split_dir`` is not a usable ImageFolder split, or None if it looks fine."""
+    if not split_dir.is_dir():
+        return f"{split_dir} does not exist"
+    if not any(entry.is_dir() for entry in split_dir.iterdir()):
+        return f"{split_dir} has no class sub-folders (expected {split_dir}/<class>/<image>.JPEG)"
+    return None
+
+
+def imagenet(
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    num_workers: int | None = None,
+    test_batch_size: int | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """ImageNet (ILSVRC2012) from an ImageFolder tree: ``root/train/<class>/*`` and ``root/val/<class>/*``.
+
+    Training: ``RandomResizedCrop(224)`` + ``RandomHorizontalFlip``; validation: ``Resize(256)`` +
+    ``CenterCrop(224)``; both normalised with the ImageNet mean/std. The default root is
+    ``data_root() / "imagenet"``. ``num_workers`` defaults to ``min(8, os.cpu_count())``.
+    Nothing is ever downloaded; a missing tree raises :class:`DatasetNotFoundError`.
+    """
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1)
+    _validate_common(batch_size, test_batch_size, seed, num_workers)
+    default_root = data_root() / "imagenet"
+    root_path = _resolve_root(root, default=default_root)
+    problems = [p for p in (_image_folder_problem(root_path / s) for s in ("train", "val")) if p]
+    if problems:
+        raise DatasetNotFoundError(
+            f"ImageNet not found under {root_path}: looked for {root_path / 'train'}/<class>/*.JPEG and "
+            f"{root_path / 'val'}/<class>/*.JPEG; " + "; ".join(problems) + ".\n"
+            + _IMAGENET_HOWTO.format(default=default_root)
+        )
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train_tf = transforms.Compose(
+        [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]
+    )
+    val_tf = transforms.Compose(
+        [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
+    )
+    train_set = ImageFolder(str(root_path / "train"), transform=train_tf)
+    val_set = ImageFolder(str(root_path / "val"), transform=val_tf)
+    if train_set.classes != val_set.classes:
+        raise ValueError(
+            f"ImageNet train and val class folders differ under {root_path}: "
+            f"{len(train_set.classes)} train classes vs {len(val_set.classes)} val classes; "
+            "every class needs a folder in both splits so the label indices agree."
+        )
+    return _make_loaders(train_set, val_set, batch_size, test_batch_size, seed, num_workers)
+
+
+# --------------------------------------------------------------------------- dispatcher
+
+_LOADERS: dict[str, Callable[..., tuple[DataLoader, DataLoader]]] = {
+    "digits": digits,
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "imagenet": imagenet,
+}
+
+#: Names accepted by :func:`get_loaders`.
+DATASETS: tuple[str, ...] = tuple(_LOADERS)
+
+
+def get_loaders(name: str, **kwargs: Any) -> tuple[DataLoader, DataLoader]:
+    """``(train_loader, test_loader)`` for the data set ``name``; ``kwargs`` go to its loader function."""
+    if not isinstance(name, str) or name not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(DATASETS)}")
+    return _LOADERS[name](**kwargs)

@@ -1,0 +1,148 @@
+"""Models: the small digits CNN, a CIFAR ResNet-18 and torchvision ImageNet ResNets.
+
+The shipped digits checkpoint (``data/digits_cnn.pt``) is what the notebooks start from;
+``python -m wfn_core train-baseline --dataset digits --out data/digits_cnn.pt`` remakes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import REPO_DATA_DIR
+
+__all__ = [
+    "DigitsCNN",
+    "cifar_resnet18",
+    "torchvision_model",
+    "load_pretrained_digits",
+    "load_state_dict_file",
+    "sha256_file",
+    "PRETRAINED_DIGITS",
+    "PRETRAINED_DIGITS_SHA256",
+]
+
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
+
+#: The shipped pretrained digits model, and the SHA-256 it must have.
+PRETRAINED_DIGITS = "digits_cnn.pt"
+PRETRAINED_DIGITS_SHA256 = "9b803a69a16e9e428895eb412ef07b3fe1ceac589f62291fd607323d6f78b623"
+
+
+class DigitsCNN(nn.Module):
+    """A small conv + batch-norm + linear network for 8x8 digits (about 49k parameters)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *block(1, 16),
+            *block(16, 32),
+            nn.MaxPool2d(2),  # 8x8 -> 4x4
+            *block(32, 64),
+            nn.MaxPool2d(2),  # 4x4 -> 2x2
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 2 * 2, 96), nn.ReLU(), nn.Linear(96, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def cifar_resnet18(num_classes: int = 10) -> nn.Module:
+    """torchvision's ResNet-18 adapted to 32x32 inputs: a 3x3 stride-1 stem and no max-pool."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a ``state_dict`` saved with ``torch.save`` (also accepts ``{"state_dict": ...}`` or
+    ``{"model": ...}`` wrappers), on the CPU and without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupted or not a torch file
+        raise ValueError(f"could not read weights from {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state_dict (a dict of tensors)")
+    return obj
+
+
+def torchvision_model(name: str, weights: str | Path | None = None, num_classes: int = 1000) -> nn.Module:
+    """A torchvision ResNet (``resnet18``, ``resnet34`` or ``resnet50``).
+
+    ``weights`` is ``None`` (random init), a local ``state_dict`` path, or a torchvision weights name
+    (``"IMAGENET1K_V1"``, ``"DEFAULT"`` or ``"ResNet18_Weights.IMAGENET1K_V1"``). A weights name
+    downloads into torch's hub cache unless already there, so it needs a network the first time.
+    """
+    import torchvision.models as tvm
+
+    if name not in TORCHVISION_RESNETS:
+        raise ValueError(f"name={name!r} is not supported; allowed: {', '.join(TORCHVISION_RESNETS)}")
+    builder = getattr(tvm, name)
+    if weights is None:
+        return builder(weights=None, num_classes=num_classes)
+    path = Path(weights)
+    if path.suffix in {".pt", ".pth", ".bin"} or path.exists():
+        model = builder(weights=None, num_classes=num_classes)
+        model.load_state_dict(load_state_dict_file(path))
+        return model
+    enum = tvm.get_model_weights(name)
+    short = str(weights).split(".")[-1]
+    if short not in enum.__members__:
+        allowed = ", ".join(enum.__members__)
+        raise ValueError(f"weights={weights!r} is neither a local file nor a {enum.__name__} name; allowed names: {allowed}")
+    if num_classes != 1000:
+        raise ValueError(f"num_classes={num_classes} cannot be used with pretrained ImageNet weights (1000 classes)")
+    try:
+        return builder(weights=enum[short])
+    except OSError as exc:  # URLError is an OSError
+        raise RuntimeError(
+            f"could not fetch torchvision weights {enum.__name__}.{short} (offline?): {exc}. "
+            "Download them once where there is a network, or pass a local state_dict path."
+        ) from exc
+
+
+def load_pretrained_digits(path: str | Path | None = None, verify: bool = True) -> DigitsCNN:
+    """The shipped pretrained :class:`DigitsCNN`, in eval mode; its SHA-256 is checked on load."""
+    path = Path(path) if path is not None else REPO_DATA_DIR / PRETRAINED_DIGITS
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained digits model not found at {path}; remake it with "
+            f"`python -m wfn_core train-baseline --dataset digits --out {path}`"
+        )
+    if verify and path.name == PRETRAINED_DIGITS:
+        actual = sha256_file(path)
+        if actual != PRETRAINED_DIGITS_SHA256:
+            raise ValueError(
+                f"{path} has SHA-256 {actual}, expected {PRETRAINED_DIGITS_SHA256}: the file is corrupted "
+                "or was remade; pass verify=False to load it anyway"
+            )
+    model = DigitsCNN()
+    model.load_state_dict(load_state_dict_file(path))
+    return model.eval()

@@ -1,0 +1,149 @@
+"""Training utilities: seeding, device choice, quiet-able progress bars, one epoch, evaluation."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = [
+    "default_device",
+    "progress",
+    "progress_enabled",
+    "seed_everything",
+    "train_epoch",
+    "evaluate",
+    "NonFiniteLossError",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss becomes NaN or infinite."""
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def progress_enabled() -> bool:
+    """Progress bars are shown unless ``CI`` or ``WFN_NO_PROGRESS`` is set (to anything but 0/false)."""
+    for var in ("CI", "WFN_NO_PROGRESS"):
+        if os.environ.get(var, "").strip().lower() not in ("", "0", "false", "no"):
+            return False
+    return True
+
+
+def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
+    """``tqdm.auto`` progress bar that stays quiet under CI or ``WFN_NO_PROGRESS``."""
+    kwargs.setdefault("disable", not progress_enabled())
+    kwargs.setdefault("leave", False)
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so the same seed gives the same numbers.
+
+    ``threads`` also fixes torch's intra-op thread count (results on the CPU can depend on it).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def _batches(loader: Iterable) -> Iterable:
+    for batch in loader:
+        yield batch[0], batch[1]
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    *,
+    loss_fn: LossFn | None = None,
+    grad_clip: float | None = None,
+    after_step: Callable[[], None] | None = None,
+    device: torch.device | str | None = None,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Train ``model`` for one pass over ``loader``; returns mean ``loss`` and training ``top1``.
+
+    ``loss_fn(logits, targets)`` defaults to cross-entropy; ``after_step`` runs after every optimiser
+    step (for example to re-project frozen weights). A NaN or infinite loss raises
+    :class:`NonFiniteLossError` before the optimiser step.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loss_fn = loss_fn or F.cross_entropy
+    model.train()
+    total_loss, correct, seen, steps = 0.0, 0, 0, 0
+    bar = progress(_batches(loader), desc=desc, total=_len_or_none(loader))
+    for inputs, targets in bar:
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(inputs)
+        loss = loss_fn(logits, targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"loss became {loss.item()} at step {steps} of {desc}")
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        n = targets.shape[0]
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == targets).sum().item()
+        seen += n
+        steps += 1
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    if seen == 0:
+        raise ValueError("the training loader yielded no batches")
+    return {"loss": total_loss / seen, "top1": correct / seen}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: Iterable, device: torch.device | str | None = None, desc: str = "eval"
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (fractions) and mean cross-entropy of ``model`` on ``loader``."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+    for inputs, targets in progress(_batches(loader), desc=desc, total=_len_or_none(loader)):
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        logits = model(inputs)
+        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+        k = min(5, logits.shape[1])
+        best = logits.topk(k, dim=1).indices
+        hits = best == targets[:, None]
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(dim=1).sum().item()
+        seen += targets.shape[0]
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("the evaluation loader yielded no batches")
+    return {"top1": top1 / seen, "top5": top5 / seen, "loss": loss_sum / seen}
+
+
+def _len_or_none(loader: Iterable) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
