@@ -37,7 +37,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights", type=Path, default=None, help="state_dict to evaluate (default: the shipped digits model)"
     )
+    p = verbs.add_parser(
+        "run",
+        help="run Weight Fixing on a preset (also under torchrun for DDP)",
+        description="Run WFN: writes model.pt (plain state_dict), history.csv and summary.json to --out. "
+        "Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel.",
+    )
+    p.add_argument("--preset", required=True, help="named settings: " + ", ".join(_preset_names()))
+    p.add_argument("--delta", type=float, default=None, help="base relative distance δ in (0, 1) (default: preset's)")
+    p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
+    p.add_argument("--weights", type=Path, default=None, help="starting state_dict (default: the preset's model)")
+    p.add_argument("--data-root", type=Path, default=None, help="data set root (CIFAR-10/ImageNet presets)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, model, history, summary)")
+    p.add_argument("--resume", action="store_true", help="continue from the last complete iteration in --out")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset (the notebooks' trade-off curves)")
+    p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
+    p.add_argument("--deltas", type=float, nargs="+", default=None, help="δ values (default: 0.0075 0.015 0.025 0.04)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2)")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write (data/sweep_alpha_delta.csv ships)")
+    p = verbs.add_parser("notebooks", help="execute the notebook sequence (what `make run` does)")
+    p.add_argument("--src", type=Path, default=Path("notebooks"), help="folder of NN_*.ipynb (default: notebooks)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default: in place)")
     return parser
+
+
+def _preset_names() -> list[str]:
+    from .config import PRESETS
+
+    return list(PRESETS)
 
 
 def _train_baseline(args: argparse.Namespace) -> int:
@@ -74,9 +104,43 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_preset
+
+    overrides = {k: v for k, v in (("delta", args.delta), ("alpha", args.alpha), ("seed", args.seed),
+                                    ("epochs_per_iteration", args.epochs)) if v is not None}
+    run_preset(args.preset, args.out, overrides=overrides, weights=args.weights, data_root=args.data_root,
+               resume=args.resume, device=args.device)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import sweep as S
+
+    rows = S.sweep(args.alphas or S.SWEEP_ALPHAS, args.deltas or S.SWEEP_DELTAS, args.seeds or S.SWEEP_SEEDS)
+    S.write_sweep(rows, args.out)
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    import os
+
+    from .notebook import execute_notebooks
+
+    report = execute_notebooks(args.src, args.out)
+    for r in report:
+        print(f"{r['name']:<40} {r['seconds']:6.1f} s  (slowest cell {r['max_cell_seconds']:.1f} s)")
+    total = sum(float(r["seconds"]) for r in report)
+    where = args.out if args.out is not None else args.src
+    print(f"{len(report)} notebooks in {total:.0f} s; executed notebooks in {where}", end="")
+    print(f", figures in {os.environ['WFN_FIGURES']}" if os.environ.get("WFN_FIGURES") else "")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate}
+    handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "sweep": _sweep, "notebooks": _notebooks}
     try:
         return handlers[args.verb](args)
     except (ValueError, FileNotFoundError) as exc:

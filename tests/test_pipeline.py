@@ -1,0 +1,139 @@
+"""The WFN outer loop: schedule, results, checkpoints and resume, faults, CLI."""
+
+import json
+
+import pytest
+import torch
+
+import wfn_core.pipeline as pipeline
+from wfn_core.cli import main
+from wfn_core.config import WFNConfig, preset
+from wfn_core.data import digits
+from wfn_core.fixable import fixable_parameters
+from wfn_core.models import DigitsCNN, load_pretrained_digits
+from wfn_core.pipeline import CHECKPOINT_NAME, CheckpointError, run_wfn
+from wfn_core.training import NonFiniteLossError
+
+SHORT = dict(fractions=(0.5, 0.9, 1.0), epochs_per_iteration=1)
+
+
+def _run(tmp_path=None, resume=False, model=None, **overrides):
+    config = preset("digits", **{**SHORT, **overrides})
+    train, test = digits(batch_size=config.batch_size, seed=config.seed)
+    return run_wfn(model or load_pretrained_digits(), train, test, config, checkpoint_dir=tmp_path, resume=resume,
+                   device="cpu")
+
+
+def test_short_run_fixes_everything_and_keeps_accuracy():
+    result = _run()
+    assert [r["iteration"] for r in result.history] == [0, 1, 2]
+    assert [r["fraction"] for r in result.history] == [0.5, 0.9, 1.0]
+    assert [r["delta_t"] for r in result.history] == pytest.approx([3 * 0.025, 2 * 0.025, 0.025])
+    assert result.history[-1]["fixed_fraction"] == 1.0
+    assert result.baseline["top1"] > 0.99 and result.final["top1"] > 0.97
+    final = torch.cat([p.detach().reshape(-1) for _, p in fixable_parameters(result.model)])
+    assert torch.unique(final).numel() == result.final["unique"] < 200
+    assert set(torch.unique(final).tolist()) <= set(result.fixer.centres.tolist())
+    DigitsCNN().load_state_dict(result.model.state_dict())
+
+
+def test_resume_after_an_interruption_mid_training_matches(tmp_path, monkeypatch):
+    reference = _run()
+    calls = {"n": 0}
+    real = pipeline.train_epoch
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during iteration 1's training
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_epoch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path)
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
+    assert saved["iteration"] == 0
+    monkeypatch.setattr(pipeline, "train_epoch", real)
+    resumed = _run(tmp_path, resume=True)
+    assert [r["iteration"] for r in resumed.history] == [0, 1, 2]
+    assert torch.equal(resumed.fixer.flat_values(), reference.fixer.flat_values())
+    for a, b in zip(resumed.history, reference.history):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_nan_loss_names_the_iteration_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    real = pipeline.ClusterRegulariser.loss
+    state = {"t": 0}
+
+    def poisoned(self, ce, free, centres):
+        state["t"] += 1
+        return real(self, ce, free, centres) * (float("nan") if state["t"] > 30 else 1.0)
+
+    monkeypatch.setattr(pipeline.ClusterRegulariser, "loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"WFN iteration 1 .*last good checkpoint"):
+        _run(tmp_path)
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["iteration"] == 0
+
+
+def test_checkpoints_from_elsewhere_are_refused(tmp_path):
+    _run(tmp_path, fractions=(0.5, 1.0))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        _run(tmp_path, resume=True, model=DigitsCNN(num_classes=5), fractions=(0.5, 1.0))
+    with pytest.raises(CheckpointError, match="other settings .*alpha"):
+        _run(tmp_path, resume=True, fractions=(0.5, 1.0), alpha=0.1)
+    (tmp_path / CHECKPOINT_NAME).write_bytes((tmp_path / CHECKPOINT_NAME).read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="unreadable"):
+        _run(tmp_path, resume=True, fractions=(0.5, 1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"delta": 0.0}, r"delta=0.0 .*\(0, 1\)"),
+        ({"delta": 1.5}, r"delta=1.5"),
+        ({"alpha": -1}, r"alpha=-1 .*>= 0"),
+        ({"tau": 0}, r"tau=0 .*> 0"),
+        ({"fractions": (0.5, 0.4, 1.0)}, "strictly increasing"),
+        ({"fractions": (0.5, 0.9)}, "ending at 1.0"),
+        ({"epochs_per_iteration": -1}, "epochs_per_iteration=-1"),
+        ({"epochs_before": 1.5}, "epochs_before=1.5"),
+        ({"zero_threshold": 0.01}, "power of two"),
+        ({"optimizer": "rmsprop"}, "adam, sgd"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WFNConfig(**kwargs)
+
+
+def test_bad_inputs_fail_before_any_work():
+    config = preset("digits", **SHORT)
+    train, test = digits()
+    with pytest.raises(ValueError, match="fixable"):
+        run_wfn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()), train, test, config, device="cpu")
+    with pytest.raises(ValueError, match="unknown; allowed: digits"):
+        preset("mnist")
+
+
+def test_cli_run_writes_the_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "digits", "--epochs", "1", "--out", str(out), "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"baseline_top1", "final_top1", "unique", "unique_nonzero", "entropy_bits",
+                            "entropy_bits_nonzero", "power_of_two_share", "seconds"}
+    assert (out / "history.csv").read_text().count("\n") == 11  # header + 10 iterations
+    model = DigitsCNN()
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    printed = capsys.readouterr().out
+    assert "digits: top-1" in printed and "unique values" in printed
+    # a second run into the same folder is refused unless resumed: nothing is overwritten
+    assert main(["run", "--preset", "digits", "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_cli_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--preset", "--delta", "--alpha", "--seed", "--out", "--resume", "--epochs", "--weights"):
+        assert option in text

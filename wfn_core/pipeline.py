@@ -1,0 +1,214 @@
+"""The WFN outer loop (section 1): cluster, fix, retrain with the regulariser, evaluate, checkpoint.
+
+Works in one process or under ``torchrun`` (PyTorch DDP): the clustering decision is taken on rank 0
+and broadcast, every rank trains through ``DistributedDataParallel``, only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DistributedSampler, RandomSampler
+
+from .clustering import ClusterResult, cluster, delta_schedule
+from .config import WFNConfig
+from .fixing import WeightFixer
+from .io import atomic_torch_save
+from .metrics import summary
+from .regulariser import ClusterRegulariser
+from .training import NonFiniteLossError, default_device, evaluate, progress, train_epoch
+
+__all__ = ["run_wfn", "WFNResult", "CheckpointError", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "wfn_checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from (corrupted, other architecture, other settings)."""
+
+
+@dataclass
+class WFNResult:
+    """What :func:`run_wfn` returns: the plain fixed model, the fixer, and one record per iteration."""
+
+    model: nn.Module
+    fixer: WeightFixer
+    baseline: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1]
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _seed_iteration(loader, seed: int, iteration: int, epoch: int) -> None:
+    """Make each epoch's shuffling and dropout a function of (seed, iteration, epoch) alone, so a
+    resumed run repeats exactly what an uninterrupted one does."""
+    key = (seed * 1_000 + iteration) * 1_000 + epoch
+    torch.manual_seed(key)
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(key)
+    elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
+        sampler.generator.manual_seed(key)
+
+
+def _metrics(fixer: WeightFixer) -> dict[str, Any]:
+    s = summary(fixer.flat_values())
+    return {k: s[k] for k in ("unique", "unique_nonzero", "entropy_bits", "entropy_bits_nonzero", "power_of_two_share")}
+
+
+def _make_optimizer(model: nn.Module, config: WFNConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _broadcast_result(result: ClusterResult | None) -> ClusterResult:
+    """Rank 0's clustering decision, shared with every rank (identical masks and values)."""
+    if not _distributed():
+        assert result is not None
+        return result
+    payload = [result] if _rank() == 0 else [None]
+    dist.broadcast_object_list(payload, src=0)
+    return payload[0]
+
+
+def _signature(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def _load_checkpoint(path: Path, model: nn.Module, fixer: WeightFixer, config: WFNConfig) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupted?): {exc}") from exc
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is not a wfn checkpoint of version {CHECKPOINT_VERSION}")
+    if state["signature"] != _signature(model):
+        raise CheckpointError(
+            f"checkpoint {path} was written for another architecture "
+            f"({len(state['signature'])} tensors, first {state['signature'][:1]}; this model: "
+            f"{len(_signature(model))} tensors, first {_signature(model)[:1]})"
+        )
+    if state["config"] != config.to_dict():
+        changed = sorted(k for k, v in config.to_dict().items() if state["config"].get(k) != v)
+        raise CheckpointError(f"checkpoint {path} was written with other settings (differ: {', '.join(changed)})")
+    model.load_state_dict(state["model"])
+    fixer.load_state_dict(state["fixer"])
+    return state
+
+
+def run_wfn(
+    model: nn.Module,
+    train_loader,
+    test_loader,
+    config: WFNConfig,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    device: torch.device | str | None = None,
+) -> WFNResult:
+    """Run Weight Fixing on a trained ``model`` (modified in place; parametrised while it runs).
+
+    Returns a :class:`WFNResult` whose ``model`` is a plain copy (loads into the original
+    architecture) and whose ``history`` holds one record per fixing iteration.
+    """
+    if not isinstance(config, WFNConfig):
+        raise TypeError(f"config must be a WFNConfig, not {type(config).__name__}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device)
+    fixer = WeightFixer(model, include_bn=config.include_bn, zero_threshold=config.zero_threshold)
+    regulariser = ClusterRegulariser(config.alpha, config.tau, config.zero_threshold)
+    deltas = delta_schedule(config.delta, config.n_iterations)
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+
+    train_model: nn.Module = model
+    if _distributed():
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, targets)
+        return regulariser.loss(ce, fixer.free_values(), fixer.centres.to(logits.device))
+
+    def train(iteration: int, epochs: int, with_regulariser: bool, label: str) -> None:
+        optimizer = _make_optimizer(model, config)  # fresh each iteration
+        for epoch in range(epochs):
+            _seed_iteration(train_loader, config.seed, iteration, epoch)
+            train_epoch(
+                train_model, train_loader, optimizer, loss_fn=loss_fn if with_regulariser else None,
+                grad_clip=config.grad_clip, device=device, desc=f"{label} epoch {epoch + 1}/{epochs}",
+            )
+
+    start, history, baseline = 0, [], None
+    if resume and ckpt is not None and ckpt.exists():
+        state = _load_checkpoint(ckpt, model, fixer, config)
+        start, history, baseline = state["iteration"] + 1, state["history"], state["baseline"]
+    if baseline is None:
+        baseline = {**evaluate(model, test_loader, device=device), **_metrics(fixer)}
+        if config.epochs_before > 0:  # no centres yet: cross-entropy only
+            train(-1, config.epochs_before, False, "before fixing")
+
+    bar = progress(range(start, config.n_iterations), desc="WFN iterations", total=config.n_iterations, initial=start)
+    for t in bar:
+        began = time.perf_counter()
+        result = None
+        if _rank() == 0:
+            flat = fixer.flat_values().cpu()
+            result = cluster(
+                flat, config.fractions[t], deltas[t], zero_threshold=config.zero_threshold,
+                fixed=fixer.fixed_mask().cpu() if t > 0 else None, recluster_fixed=config.recluster_fixed,
+            )
+        result = _broadcast_result(result)
+        fixer.apply(result)
+        if t < config.n_iterations - 1 and config.epochs_per_iteration > 0:
+            try:
+                train(t, config.epochs_per_iteration, True, f"iteration {t + 1}/{config.n_iterations}")
+            except NonFiniteLossError as exc:
+                kept = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
+                raise NonFiniteLossError(f"WFN iteration {t} (fraction {config.fractions[t]}): {exc}{kept}") from exc
+        scores = evaluate(model, test_loader, device=device)
+        record = {
+            "iteration": t,
+            "fraction": config.fractions[t],
+            "fixed_fraction": fixer.fixed_fraction,
+            "delta_t": deltas[t],
+            "top1": scores["top1"],
+            "top5": scores["top5"],
+            **_metrics(fixer),
+            "centres": int(result.centres.numel()),
+            "moved": int(result.moved),
+            "released": int(result.released),
+            "seconds": time.perf_counter() - began,
+        }
+        history.append(record)
+        bar.set_postfix(top1=f"{scores['top1']:.4f}", unique=record["unique"])
+        if ckpt is not None and _rank() == 0:
+            atomic_torch_save(
+                {
+                    "version": CHECKPOINT_VERSION, "iteration": t, "config": config.to_dict(),
+                    "signature": _signature(model), "model": model.state_dict(), "fixer": fixer.state_dict(),
+                    "history": history, "baseline": baseline,
+                },
+                ckpt,
+            )
+    return WFNResult(model=fixer.plain_model(), fixer=fixer, baseline=baseline, history=history)

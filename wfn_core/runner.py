@@ -1,0 +1,139 @@
+"""Run a named preset end to end (what ``python -m wfn_core run`` does), in one process or under
+``torchrun`` (DDP through ``torch.distributed``; backend ``nccl`` on GPUs, ``gloo`` on the CPU)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .config import WFNConfig, preset
+from .io import atomic_torch_save, atomic_write_text
+from .pipeline import CHECKPOINT_NAME, WFNResult, run_wfn
+
+__all__ = ["run_preset", "build_preset", "write_run_outputs", "SUMMARY_KEYS"]
+
+SUMMARY_KEYS = (
+    "baseline_top1", "final_top1", "unique", "unique_nonzero", "entropy_bits", "entropy_bits_nonzero",
+    "power_of_two_share", "seconds",
+)
+
+
+def build_preset(name: str, config: WFNConfig, weights: Path | None = None, data_root: Path | None = None):
+    """The trained model and the (train, test) loaders a preset starts from."""
+    from . import data, models
+
+    if name == "digits":
+        if weights is None:
+            model = models.load_pretrained_digits()
+        else:
+            model = models.DigitsCNN()
+            model.load_state_dict(models.load_state_dict_file(weights))
+        return model, *data.digits(batch_size=config.batch_size, seed=config.seed)
+    if name == "cifar10_resnet18":
+        if weights is None:
+            raise ValueError("preset cifar10_resnet18 needs --weights: a trained cifar_resnet18 state_dict")
+        model = models.cifar_resnet18()
+        model.load_state_dict(models.load_state_dict_file(weights))
+        return model, *data.cifar10(root=data_root, batch_size=config.batch_size, seed=config.seed)
+    if name.startswith("imagenet_"):
+        arch = name.removeprefix("imagenet_")
+        model = models.torchvision_model(arch, weights=weights if weights is not None else "IMAGENET1K_V1")
+        return model, *data.imagenet(root=data_root, batch_size=config.batch_size, seed=config.seed)
+    raise ValueError(f"preset={name!r} has no model and data set wired up")
+
+
+def _distributed_loader(loader: DataLoader, seed: int) -> DataLoader:
+    sampler = DistributedSampler(loader.dataset, shuffle=True, seed=seed)
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory, drop_last=False,
+    )
+
+
+def write_run_outputs(result: WFNResult, out: Path, seconds: float) -> dict[str, Any]:
+    """``model.pt`` (plain state_dict), ``history.csv`` and ``summary.json``, each written atomically."""
+    atomic_torch_save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(result.history[0]))
+    writer.writeheader()
+    writer.writerows(result.history)
+    atomic_write_text(out / "history.csv", buffer.getvalue())
+    final = result.final
+    summary = {
+        "baseline_top1": result.baseline["top1"],
+        "final_top1": final["top1"],
+        **{k: final[k] for k in SUMMARY_KEYS[2:-1]},
+        "seconds": seconds,
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_history(result: WFNResult) -> str:
+    """A short table: one line per iteration."""
+    lines = [f"{'iter':>4} {'fixed':>7} {'delta_t':>8} {'top1':>7} {'unique':>7} {'H bits':>7} {'centres':>7}"]
+    b = result.baseline
+    lines.append(f"{'fp32':>4} {0:>7.3f} {'':>8} {100 * b['top1']:>7.1f} {b['unique']:>7} {b['entropy_bits']:>7.2f} {'':>7}")
+    for r in result.history:
+        lines.append(
+            f"{r['iteration']:>4} {r['fixed_fraction']:>7.3f} {r['delta_t']:>8.4f} {100 * r['top1']:>7.1f} "
+            f"{r['unique']:>7} {r['entropy_bits']:>7.2f} {r['centres']:>7}"
+        )
+    return "\n".join(lines)
+
+
+def run_preset(
+    name: str,
+    out: str | Path,
+    overrides: dict[str, Any] | None = None,
+    weights: Path | None = None,
+    data_root: Path | None = None,
+    resume: bool = False,
+    device: str | None = None,
+) -> dict[str, Any] | None:
+    """Run WFN with a preset and write its outputs to ``out``; returns the summary on rank 0."""
+    config = preset(name, **(overrides or {}))
+    out = Path(out)
+    if (out / CHECKPOINT_NAME).exists() and not resume:
+        raise ValueError(f"{out} already holds a WFN run; pass --resume to continue it, or choose another --out")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank() if distributed else 0
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if distributed else "cuda"
+    if device is not None and device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    try:
+        from .training import seed_everything
+
+        seed_everything(config.seed)
+        model, train_loader, test_loader = build_preset(name, config, weights, data_root)
+        if distributed:
+            train_loader = _distributed_loader(train_loader, config.seed)
+        began = time.perf_counter()
+        result = run_wfn(model, train_loader, test_loader, config, checkpoint_dir=out, resume=resume, device=device)
+        seconds = time.perf_counter() - began
+        if rank != 0:
+            return None
+        summary = write_run_outputs(result, out, seconds)
+        print(format_history(result))
+        print(
+            f"{name}: top-1 {100 * summary['baseline_top1']:.2f}% -> {100 * summary['final_top1']:.2f}%, "
+            f"{summary['unique']} unique values ({summary['unique_nonzero']} non-zero), "
+            f"{summary['entropy_bits']:.2f} bits, {summary['seconds']:.1f} s; wrote {out}"
+        )
+        return summary
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
