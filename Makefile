@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.wfn-installed
-OUT    ?= runs/digits
+OUT    ?= runs/notebooks
+NBVAL  := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup run test lab clean
+.PHONY: setup run test lab notebooks clean
 
 setup: $(STAMP)
 
@@ -17,11 +18,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
+# The main job: execute the notebook sequence on the embedded default into $(OUT).
 run: setup
-	$(PY) -m wfn_core evaluate --dataset digits
+	mkdir -p $(OUT)
+	WFN_FIGURES=$(OUT)/figures $(PY) -m wfn_core notebooks --src notebooks --out $(OUT)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(NBVAL) tests notebooks
+
+# Maintainers: re-execute the committed notebooks in place after changing code they use
+# (progress bars off, so the committed outputs hold only results).
+notebooks: setup
+	WFN_NO_PROGRESS=1 $(PY) -m wfn_core notebooks --src notebooks
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

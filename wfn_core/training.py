@@ -119,14 +119,19 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: Iterable, device: torch.device | str | None = None, desc: str = "eval"
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    desc: str = "eval",
+    show_progress: bool = True,
 ) -> dict[str, float]:
     """Top-1 and top-5 accuracy (fractions) and mean cross-entropy of ``model`` on ``loader``."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     loss_sum, top1, top5, seen = 0.0, 0, 0, 0
-    for inputs, targets in progress(_batches(loader), desc=desc, total=_len_or_none(loader)):
+    bar = progress(_batches(loader), desc=desc, total=_len_or_none(loader), disable=not (show_progress and progress_enabled()))
+    for inputs, targets in bar:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         logits = model(inputs)
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()

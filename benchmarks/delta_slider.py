@@ -1,0 +1,45 @@
+"""Time of one update of the δ slider in notebook 05 (re-cluster the trained digits network with the
+whole δ schedule, evaluate it, redraw histogram and metrics). Goal: <= 0.3 s per update. Sending the figure to the browser is not timed (there is none here).
+
+    python benchmarks/delta_slider.py [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import torch  # noqa: E402
+
+from wfn_core.data import digits  # noqa: E402
+from wfn_core.models import load_pretrained_digits  # noqa: E402
+import wfn_core.widgets as widgets  # noqa: E402
+from wfn_core.widgets import DeltaExplorer  # noqa: E402
+
+widgets.display = lambda *args, **kwargs: None  # no browser here: the figure is drawn, not shown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the notebooks use 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    explorer = DeltaExplorer(load_pretrained_digits(), digits()[1])
+    explorer.update(0.01)  # warm-up: first plot, caches
+    print(f"torch {torch.__version__}, {args.threads} thread(s); one slider update = cluster schedule + evaluate + redraw")
+    times = []
+    for delta in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1):
+        for _ in range(3):
+            explorer.update(delta)
+            times.append(explorer.seconds)
+        print(f"δ = {delta:<6} {explorer.seconds:.3f} s   {explorer.last['unique']:4d} unique values")
+    verdict = "met" if max(times) <= 0.3 else "MISSED"
+    print(f"median {statistics.median(times):.3f} s, worst {max(times):.3f} s (goal <= 0.3 s: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

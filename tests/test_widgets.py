@@ -1,0 +1,62 @@
+"""Widget logic, driven as a user would: set slider values, press the button."""
+
+import pytest
+import torch
+
+from wfn_core.data import REPO_DATA_DIR, digits
+from wfn_core.models import load_pretrained_digits
+from wfn_core.widgets import AlphaDeltaExplorer, DeltaExplorer, explore_delta
+
+
+@pytest.fixture(scope="module")
+def model_and_loader():
+    torch.set_num_threads(1)
+    return load_pretrained_digits(), digits()[1]
+
+
+def test_delta_slider_updates_metrics(model_and_loader):
+    model, loader = model_and_loader
+    ex = DeltaExplorer(model, loader, delta=0.005)
+    ex.show()
+    small = ex.last
+    ex.slider.value = 0.05  # the observer re-clusters
+    large = ex.last
+    assert large["delta"] == pytest.approx(0.05) and small["delta"] == pytest.approx(0.005)
+    assert large["unique"] < small["unique"]
+    assert large["entropy_bits"] < small["entropy_bits"]
+    assert "unique values" in ex.info.value
+    assert ex.seconds <= 1.0  # generous here; the notebook reports the real figure
+
+
+def test_delta_outside_range_shows_a_message(model_and_loader):
+    model, loader = model_and_loader
+    ex = DeltaExplorer(model, loader)
+    assert ex.update(0.5) is None
+    assert "Cannot fix" in ex.info.value and "0.5" in ex.info.value
+
+
+def test_explore_delta_leaves_the_model_alone(model_and_loader):
+    model, loader = model_and_loader
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    m = explore_delta(model, loader, 0.02, plot=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert 0 < m["unique"] < 1000 and 0 <= m["top1"] <= 1
+
+
+@pytest.mark.slow
+def test_alpha_delta_run_button_adds_a_point():
+    ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 1.0), epochs_per_iteration=1)
+    ex.show()
+    n = len(ex.rows)
+    ex.alpha.value, ex.delta.value = 0.4, 0.02
+    ex.button.click()
+    assert len(ex.rows) == n + 1 and ex.rows[-1]["alpha"] == 0.4
+    assert "unique" in ex.info.value and not ex.button.disabled
+
+
+def test_alpha_delta_bad_setting_shows_a_message(monkeypatch):
+    ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 0.4, 1.0))
+    n = len(ex.rows)
+    assert ex.run() is None
+    assert "Cannot run" in ex.info.value and "strictly increasing" in ex.info.value
+    assert len(ex.rows) == n and not ex.button.disabled

@@ -1,0 +1,182 @@
+"""ipywidgets explorers for the notebooks: a live δ slider and an α × δ trade-off explorer.
+
+Each explorer is a small class whose ``update``/``run`` methods hold all the logic (tested in plain
+pytest); the widgets only call them. Every explorer has a plain-function twin
+(:func:`explore_delta`, :func:`plot_tradeoffs`) for VS Code/Colab users and for nbval.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+from torch import nn
+
+from .clustering import DEFAULT_FRACTIONS, cluster_schedule
+from .fixable import fixable_parameters, flat_values, set_flat_values
+from .metrics import summary
+from .plots import FP32_COLOUR, WFN_COLOUR, new_figure, weight_histogram
+from .sweep import SWEEP_FIELDS, read_sweep, run_point, summarise_sweep
+from .training import evaluate
+
+__all__ = ["explore_delta", "DeltaExplorer", "plot_tradeoffs", "AlphaDeltaExplorer"]
+
+DELTA_MIN, DELTA_MAX = 1e-3, 0.1
+
+
+def explore_delta(
+    model: nn.Module, test_loader, delta: float, fractions: Sequence[float] = DEFAULT_FRACTIONS, plot: bool = True
+) -> dict[str, Any]:
+    """Fix ``model``'s weights with the whole δ schedule and no retraining; return metrics (and a figure).
+
+    The model itself is left untouched: the fixed values go into a copy.
+    """
+    if not (DELTA_MIN <= delta <= DELTA_MAX):
+        raise ValueError(f"delta={delta!r} is outside the explorer's range [{DELTA_MIN}, {DELTA_MAX}]")
+    before = flat_values(fixable_parameters(model))
+    results = cluster_schedule(before, delta, fractions)
+    after = results[-1].values
+    fixed_model = copy.deepcopy(model)
+    set_flat_values(fixable_parameters(fixed_model), after)
+    out = {"delta": delta, "top1": evaluate(fixed_model, test_loader, device="cpu", show_progress=False)["top1"], **summary(after)}
+    if plot:
+        fig, (ax,) = new_figure(width=9, height=3.4)
+        weight_histogram(before, after, ax=ax, title=f"δ = {delta:.4g}: fixed without retraining")
+        out["figure"] = fig
+    return out
+
+
+def _metrics_html(m: dict[str, Any]) -> str:
+    return (
+        f"<b>δ = {m['delta']:.4g}</b>: test top-1 <b>{100 * m['top1']:.1f}%</b> (no retraining), "
+        f"<b>{m['unique']}</b> unique values, entropy <b>{m['entropy_bits']:.2f}</b> bits, "
+        f"{100 * m['power_of_two_share']:.0f}% single powers of two"
+    )
+
+
+class DeltaExplorer:
+    """A δ slider (log scale) that re-clusters the trained network and redraws histogram and metrics."""
+
+    def __init__(self, model: nn.Module, test_loader, delta: float = 0.01) -> None:
+        self.model, self.test_loader = model, test_loader
+        self.slider = W.FloatLogSlider(
+            value=delta, base=10, min=-3, max=-1, step=0.05, description="δ", continuous_update=False,
+            readout_format=".4f",
+        )
+        self.info = W.HTML()
+        self.output = W.Output()
+        self.last: dict[str, Any] | None = None
+        self.seconds = 0.0
+        self.slider.observe(lambda change: self.update(change["new"]), names="value")
+        self.widget = W.VBox([self.slider, self.info, self.output])
+
+    def update(self, delta: float) -> dict[str, Any] | None:
+        """Re-cluster at ``delta``; shows a message (no traceback) when it cannot."""
+        began = time.perf_counter()
+        try:
+            m = explore_delta(self.model, self.test_loader, float(delta))
+        except ValueError as exc:
+            self.info.value = f"<span style='color:#c44'>Cannot fix at δ = {delta}: {exc}</span>"
+            return None
+        self.seconds = time.perf_counter() - began
+        fig = m.pop("figure")
+        self.last = m
+        self.info.value = _metrics_html(m) + f" <i>({self.seconds:.2f} s)</i>"
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(fig)
+        plt.close(fig)
+        return m
+
+    def show(self) -> W.VBox:
+        self.update(self.slider.value)
+        return self.widget
+
+
+def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | None = None):
+    """Accuracy against unique values (log) and against entropy, one curve per α (means over seeds)."""
+    fig, axes = new_figure(2, width=5.2, height=3.8)
+    means = summarise_sweep(rows)
+    floor = 95.0  # accuracy axis starts here so the differences near fp32 stay visible
+    alphas = sorted({m["alpha"] for m in means})
+    palette = plt.get_cmap("viridis")(torch.linspace(0, 0.9, max(1, len(alphas))).numpy())
+    for colour, alpha in zip(palette, alphas):
+        pts = [m for m in means if m["alpha"] == alpha]
+        acc = [max(100 * m["top1"], floor) for m in pts]  # collapsed runs drawn on the bottom edge
+        for ax, key in zip(axes, ("unique", "entropy_bits")):
+            x = [m[key] for m in pts]
+            ax.plot(x, acc, "-", color=colour, label=f"α = {alpha:g}")
+            ax.scatter(x, acc, color=colour, marker="o", zorder=3)
+            low = [(xi, a) for xi, a, m in zip(x, acc, pts) if 100 * m["top1"] < floor]
+            if low:
+                ax.scatter(*zip(*low), color=colour, marker="v", s=80, zorder=4)
+    base = 100 * sum(r["baseline_top1"] for r in rows) / len(rows)
+    for ax, (label, log) in zip(axes, (("unique values (log scale)", True), ("entropy (bits per weight)", False))):
+        ax.axhline(base, color=FP32_COLOUR, ls="--", label="fp32 baseline")
+        if highlight is not None:
+            key = "unique" if log else "entropy_bits"
+            ax.plot([highlight[key]], [max(100 * highlight["top1"], floor)], "*", ms=16, color=WFN_COLOUR, label="new point")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 (%); ▼ = below 95%")
+        ax.set_ylim(floor - 0.3, 100.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("Fewer unique values cost accuracy only past a point", fontsize=10)
+    axes[1].set_title("Lower entropy, same story: larger δ moves left", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class AlphaDeltaExplorer:
+    """Trade-off curves from a shipped sweep, with a Run button that computes one new (α, δ) point."""
+
+    def __init__(self, sweep_csv: str | Path, **run_overrides: Any) -> None:
+        self.rows = read_sweep(sweep_csv)
+        self.run_overrides = run_overrides
+        self.alpha = W.FloatSlider(value=0.4, min=0.0, max=2.0, step=0.1, description="α")
+        self.delta = W.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.05, description="δ",
+                                      readout_format=".4f")
+        self.button = W.Button(description="Run this point", icon="play")
+        self.bar = W.IntProgress(value=0, min=0, max=1, description="run")
+        self.info = W.HTML()
+        self.output = W.Output()
+        self.button.on_click(lambda _: self.run())
+        self.widget = W.VBox([W.HBox([self.alpha, self.delta, self.button, self.bar]), self.info, self.output])
+
+    def redraw(self, highlight: dict[str, Any] | None = None) -> None:
+        fig = plot_tradeoffs(self.rows, highlight)
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(fig)
+        plt.close(fig)
+
+    def run(self) -> dict[str, Any] | None:
+        """Run WFN at the sliders' (α, δ); add the point to the curves; a message instead of a traceback."""
+        alpha, delta = float(self.alpha.value), float(self.delta.value)
+        self.bar.value, self.button.disabled = 0, True
+        try:
+            row = run_point(alpha, delta, **self.run_overrides)
+        except ValueError as exc:
+            self.info.value = f"<span style='color:#c44'>Cannot run α = {alpha}, δ = {delta}: {exc}</span>"
+            return None
+        finally:
+            self.button.disabled = False
+        self.bar.value = 1
+        self.rows.append({k: row[k] for k in SWEEP_FIELDS})
+        self.info.value = (
+            f"α = {alpha:g}, δ = {delta:.4g}: top-1 <b>{100 * row['top1']:.1f}%</b>, <b>{row['unique']}</b> unique "
+            f"values, <b>{row['entropy_bits']:.2f}</b> bits ({row['seconds']:.1f} s)"
+        )
+        self.redraw(highlight=row)
+        return row
+
+    def show(self) -> W.VBox:
+        self.redraw()
+        return self.widget
