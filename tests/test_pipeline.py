@@ -126,6 +126,8 @@ def test_cli_run_writes_the_outputs(tmp_path, capsys):
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
     printed = capsys.readouterr().out
     assert "digits: top-1" in printed and "unique values" in printed
+    assert main(["export", str(out), str(out / "model.wfnz")]) == 0
+    assert "ratio" in capsys.readouterr().out
     # a second run into the same folder is refused unless resumed: nothing is overwritten
     assert main(["run", "--preset", "digits", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
@@ -135,5 +137,5 @@ def test_cli_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
-    for option in ("--preset", "--delta", "--alpha", "--seed", "--out", "--resume", "--epochs", "--weights"):
+    for option in ("--preset", "--delta", "--alpha", "--seed", "--out", "--resume", "--epochs", "--weights", "--threads"):
         assert option in text

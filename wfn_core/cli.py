@@ -53,11 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, model, history, summary)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete iteration in --out")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
     p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset (the notebooks' trade-off curves)")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
     p.add_argument("--deltas", type=float, nargs="+", default=None, help="δ values (default: 0.0075 0.015 0.025 0.04)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2)")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (data/sweep_alpha_delta.csv ships)")
+    p = verbs.add_parser("export", help="write a finished run's model as one entropy-coded file")
+    p.add_argument("run_dir", type=Path, help="finished run folder (model.pt, wfn_checkpoint.pt)")
+    p.add_argument("out", type=Path, help="compressed file to write (for example model.wfnz)")
+
     p = verbs.add_parser("notebooks", help="execute the notebook sequence (what `make run` does)")
     p.add_argument("--src", type=Path, default=Path("notebooks"), help="folder of NN_*.ipynb (default: notebooks)")
     p.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default: in place)")
@@ -109,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("delta", args.delta), ("alpha", args.alpha), ("seed", args.seed),
                                     ("epochs_per_iteration", args.epochs)) if v is not None}
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run_preset(args.preset, args.out, overrides=overrides, weights=args.weights, data_root=args.data_root,
                resume=args.resume, device=args.device)
     return 0
@@ -121,6 +131,12 @@ def _sweep(args: argparse.Namespace) -> int:
     S.write_sweep(rows, args.out)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_cli
+
+    return export_cli(args.run_dir, args.out)
 
 
 def _notebooks(args: argparse.Namespace) -> int:
@@ -140,7 +156,7 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "sweep": _sweep, "notebooks": _notebooks}
+    handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "sweep": _sweep, "notebooks": _notebooks, "export": _export}
     try:
         return handlers[args.verb](args)
     except (ValueError, FileNotFoundError) as exc:
