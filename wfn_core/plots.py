@@ -27,6 +27,7 @@ __all__ = [
     "plot_orders",
     "plot_per_layer",
     "top_values",
+    "plot_comparison",
 ]
 
 FP32_COLOUR, WFN_COLOUR = "#4C72B0", "#DD8452"
@@ -178,5 +179,28 @@ def plot_per_layer(names: Sequence[str], layer_values: Sequence[torch.Tensor]) -
     ax.invert_yaxis()
     ax.set_xlabel("unique values in the layer")
     ax.set_title("Per layer: each layer draws on the one shared codebook")
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(rows: Sequence[dict]) -> Figure:
+    """Accuracy against unique values (log) and against entropy, one point per method."""
+    fig, axes = new_figure(2, width=5.6, height=4.2)
+    palette = sns.color_palette("deep", 4)
+    def family(name: str) -> int:
+        return 3 if name.startswith("WFN") else 2 if name.startswith("k-means") else 1 if name.startswith("APoT") else 0
+    for ax, key, label, log in ((axes[0], "unique", "unique values (log scale)", True),
+                                (axes[1], "entropy_bits", "entropy (bits per weight)", False)):
+        for r in rows:
+            f = family(r["method"])
+            ax.scatter(r[key], 100 * r["top1"], color=palette[f], marker="*" if f == 3 else "o", s=160 if f == 3 else 40)
+            ax.annotate(r["method"], (r[key], 100 * r["top1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_ylim(max(0.0, min(100 * r["top1"] for r in rows) - 2), 100.5)
+    axes[0].set_title("WFN (stars): fewest values at full accuracy", fontsize=10)
+    axes[1].set_title("and the lowest entropy", fontsize=10)
     fig.tight_layout()
     return fig
