@@ -113,6 +113,11 @@ def test_bad_inputs_fail_before_any_work():
         run_wfn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()), train, test, config, device="cpu")
     with pytest.raises(ValueError, match="unknown; allowed: digits"):
         preset("mnist")
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0)))
+    model = load_pretrained_digits()
+    with pytest.raises(ValueError, match="train_loader yields no batches"):
+        run_wfn(model, empty, test, config, device="cpu")
+    assert not any("parametrizations" in k for k in model.state_dict())  # refused before any work
 
 
 def test_cli_run_writes_the_outputs(tmp_path, capsys):

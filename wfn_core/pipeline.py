@@ -134,6 +134,9 @@ def run_wfn(
         raise TypeError(f"config must be a WFNConfig, not {type(config).__name__}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
+    for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
+        if hasattr(loader, "__len__") and len(loader) == 0:
+            raise ValueError(f"{name} yields no batches: it needs at least one")
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
     fixer = WeightFixer(model, include_bn=config.include_bn, zero_threshold=config.zero_threshold)
