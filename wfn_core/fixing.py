@@ -96,7 +96,7 @@ class WeightFixer:
     def free_values(self) -> torch.Tensor:
         """Differentiable flat vector of the unfixed values (one ``cat`` and one gather)."""
         flat = torch.cat([p.reshape(-1) for p in self._originals()])
-        return flat if self._free_index is None else flat[self._free_index]
+        return flat if self._free_index is None else flat.index_select(0, self._free_index)
 
     @property
     def fixed_fraction(self) -> float:

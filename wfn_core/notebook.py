@@ -39,7 +39,7 @@ def _timestamp(text: str) -> datetime:
 
 
 def execute_notebooks(
-    src: str | Path, out: str | Path | None = None, timeout: int = 600
+    src: str | Path, out: str | Path | None = None, timeout: int = 120
 ) -> list[dict[str, object]]:
     """Execute every ``NN_*.ipynb`` in ``src`` in order, writing each executed notebook to ``out``
     (or back in place when ``out`` is None), with saved widget state stripped. Returns per-notebook timings:

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 from torch import nn
 
 from .clustering import DEFAULT_FRACTIONS, cluster_schedule
@@ -50,6 +49,14 @@ def explore_delta(
         weight_histogram(before, after, ax=ax, title=f"δ = {delta:.4g}: fixed without retraining")
         out["figure"] = fig
     return out
+
+
+def _show(output: W.Output, fig) -> None:
+    """Replace what ``output`` shows by ``fig`` through the widget's state (no output capture: capturing
+    display messages races with notebook runners such as nbclient), then free the figure."""
+    output.outputs = ()
+    output.append_display_data(fig)
+    plt.close(fig)
 
 
 def _metrics_html(m: dict[str, Any]) -> str:
@@ -88,10 +95,7 @@ class DeltaExplorer:
         fig = m.pop("figure")
         self.last = m
         self.info.value = _metrics_html(m) + f" <i>({self.seconds:.2f} s)</i>"
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(fig)
-        plt.close(fig)
+        _show(self.output, fig)
         return m
 
     def show(self) -> W.VBox:
@@ -151,11 +155,7 @@ class AlphaDeltaExplorer:
         self.widget = W.VBox([W.HBox([self.alpha, self.delta, self.button, self.bar]), self.info, self.output])
 
     def redraw(self, highlight: dict[str, Any] | None = None) -> None:
-        fig = plot_tradeoffs(self.rows, highlight)
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(fig)
-        plt.close(fig)
+        _show(self.output, plot_tradeoffs(self.rows, highlight))
 
     def run(self) -> dict[str, Any] | None:
         """Run WFN at the sliders' (α, δ); add the point to the curves; a message instead of a traceback."""
