@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # The main job: execute the notebook sequence on the embedded default into $(OUT).
 run: setup
 	mkdir -p $(OUT)
-	WFN_FIGURES=$(OUT)/figures $(PY) -m wfn_core notebooks --src notebooks --out $(OUT)
+	WFN_FIGURES=$(abspath $(OUT))/figures $(PY) -m wfn_core notebooks --src notebooks --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q $(NBVAL) tests notebooks

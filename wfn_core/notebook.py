@@ -28,7 +28,7 @@ def savefig(fig: Figure, name: str) -> Path | None:
     folder = os.environ.get("WFN_FIGURES")
     if not folder:
         return None
-    path = Path(folder) / f"{name}.png"
+    path = Path(folder) / f"{name}.png"  # a relative folder is taken from the kernel's working directory
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path

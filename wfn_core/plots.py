@@ -184,22 +184,34 @@ def plot_per_layer(names: Sequence[str], layer_values: Sequence[torch.Tensor]) -
 
 
 def plot_comparison(rows: Sequence[dict]) -> Figure:
-    """Accuracy against unique values (log) and against entropy, one point per method."""
+    """Accuracy against unique values (log) and against entropy, one point per method, by family."""
     fig, axes = new_figure(2, width=5.6, height=4.2)
-    palette = sns.color_palette("deep", 4)
+    families = [  # (label, name prefix, colour, marker)
+        ("fp32", "fp32", "#555555", "s"), ("uniform per tensor", "uniform", FP32_COLOUR, "o"),
+        ("uniform per channel", "uniform", "#8172B3", "D"), ("APoT per tensor", "APoT", "#55A868", "^"),
+        ("k-means", "k-means", "#937860", "v"), ("WFN", "WFN", WFN_COLOUR, "*"),
+    ]
+
     def family(name: str) -> int:
-        return 3 if name.startswith("WFN") else 2 if name.startswith("k-means") else 1 if name.startswith("APoT") else 0
+        if name.startswith("uniform"):
+            return 2 if "per channel" in name else 1
+        return next((i for i, (_, prefix, _, _) in enumerate(families) if name.startswith(prefix)), 0)
+
     for ax, key, label, log in ((axes[0], "unique", "unique values (log scale)", True),
                                 (axes[1], "entropy_bits", "entropy (bits per weight)", False)):
-        for r in rows:
-            f = family(r["method"])
-            ax.scatter(r[key], 100 * r["top1"], color=palette[f], marker="*" if f == 3 else "o", s=160 if f == 3 else 40)
-            ax.annotate(r["method"], (r[key], 100 * r["top1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for i, (name, _, colour, marker) in enumerate(families):
+            pts = [r for r in rows if family(r["method"]) == i]
+            if pts:
+                ax.scatter([r[key] for r in pts], [100 * r["top1"] for r in pts], color=colour, marker=marker,
+                           s=220 if name == "WFN" else 50, label=name, zorder=3 if name == "WFN" else 2)
+        for j, r in enumerate(r for r in rows if r["method"].startswith("WFN")):
+            ax.annotate(r["method"].removeprefix("WFN "), (r[key], 100 * r["top1"]), fontsize=8,
+                        xytext=(-10, -16 if j % 2 == 0 else 9), textcoords="offset points")
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test top-1 (%)")
-        ax.set_ylim(max(0.0, min(100 * r["top1"] for r in rows) - 2), 100.5)
+        ax.legend(fontsize=8, loc="lower right")
     axes[0].set_title("WFN (stars): fewest values at full accuracy", fontsize=10)
     axes[1].set_title("and the lowest entropy", fontsize=10)
     fig.tight_layout()
