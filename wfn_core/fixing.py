@@ -116,13 +116,14 @@ class WeightFixer:
         self.centres = result.centres.detach().clone().cpu()
 
     def _write(self, values: torch.Tensor, mask: torch.Tensor) -> None:
-        for slot, fm, original in zip(self._slots, self._masks(), self._originals()):
+        originals = self._originals()
+        for slot, fm, original in zip(self._slots, self._masks(), originals):
             v = values[slot.start : slot.stop].view_as(original).to(original)
             m = mask[slot.start : slot.stop].view_as(original).to(fm.mask.device)
             fm.mask.copy_(m)
             fm.fixed.copy_(torch.where(m, v, torch.zeros_like(v)))
             original.copy_(v)  # a released weight restarts from its last value
-        mask = mask.to(self._originals()[0].device)
+        mask = mask.to(originals[0].device)
         self._free_index = (~mask).nonzero().squeeze(1) if mask.any() else None
 
     # ----------------------------------------------------------------- persistence

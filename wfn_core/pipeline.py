@@ -102,11 +102,12 @@ def _load_checkpoint(path: Path, model: nn.Module, fixer: WeightFixer, config: W
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupted?): {exc}") from exc
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} is not a wfn checkpoint of version {CHECKPOINT_VERSION}")
-    if state["signature"] != _signature(model):
+    signature = _signature(model)
+    if state["signature"] != signature:
         raise CheckpointError(
             f"checkpoint {path} was written for another architecture "
             f"({len(state['signature'])} tensors, first {state['signature'][:1]}; this model: "
-            f"{len(_signature(model))} tensors, first {_signature(model)[:1]})"
+            f"{len(signature)} tensors, first {signature[:1]})"
         )
     if state["config"] != config.to_dict():
         changed = sorted(k for k, v in config.to_dict().items() if state["config"].get(k) != v)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -16,7 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .config import WFNConfig, preset
-from .io import atomic_torch_save, atomic_write_text
+from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
 from .pipeline import CHECKPOINT_NAME, WFNResult, run_wfn
 
 __all__ = ["run_preset", "build_preset", "write_run_outputs", "SUMMARY_KEYS"]
@@ -62,11 +60,7 @@ def _distributed_loader(loader: DataLoader, seed: int) -> DataLoader:
 def write_run_outputs(result: WFNResult, out: Path, seconds: float) -> dict[str, Any]:
     """``model.pt`` (plain state_dict), ``history.csv`` and ``summary.json``, each written atomically."""
     atomic_torch_save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(result.history[0]))
-    writer.writeheader()
-    writer.writerows(result.history)
-    atomic_write_text(out / "history.csv", buffer.getvalue())
+    atomic_write_csv(out / "history.csv", result.history, list(result.history[0]))
     final = result.final
     summary = {
         "baseline_top1": result.baseline["top1"],

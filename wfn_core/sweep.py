@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Iterable
 
 from .config import preset
 from .data import digits
-from .io import atomic_write_text
+from .io import atomic_write_csv
 from .models import load_pretrained_digits
 from .pipeline import run_wfn
 from .training import progress, seed_everything
@@ -55,11 +54,7 @@ def sweep(
 
 def write_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write sweep rows as CSV, atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(SWEEP_FIELDS))
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_csv(path, rows, SWEEP_FIELDS)
 
 
 def summarise_sweep(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
