@@ -23,8 +23,9 @@ run: setup
 	mkdir -p $(OUT)
 	WFN_FIGURES=$(abspath $(OUT))/figures $(PY) -m wfn_core notebooks --src notebooks --out $(OUT)
 
+# Progress bars off, as when the committed notebook outputs were made (nbval compares them).
 test: setup
-	$(PY) -m pytest -q $(NBVAL) tests notebooks
+	WFN_NO_PROGRESS=1 $(PY) -m pytest -q $(NBVAL) tests notebooks
 
 # Maintainers: re-execute the committed notebooks in place after changing code they use
 # (progress bars off, so the committed outputs hold only results).
