@@ -52,6 +52,40 @@ def test_free_values_are_the_unfixed_ones_and_carry_gradients():
     assert torch.all(grads[fixer.fixed_mask()] == 0) and torch.any(grads[~fixer.fixed_mask()] != 0)
 
 
+def _step_grads(model, fixer):
+    model.zero_grad(set_to_none=True)
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    loss = nn.functional.cross_entropy(model(x), torch.arange(16) % 10) + fixer.free_values().pow(3).sum()
+    loss.backward()
+    return torch.cat([p.grad.reshape(-1) for p in fixer._originals()])
+
+
+def test_packed_storage_gives_the_gradients_of_the_concatenating_path():
+    model, fixer = _fixed_model()
+    assert fixer._packed() is not None  # the parameters are views of one flat tensor
+    packed = _step_grads(model, fixer)
+    torch.optim.SGD(model.parameters(), lr=0.1).step()  # in-place updates keep the views
+    assert fixer._packed() is not None
+    assert torch.equal(fixer.free_values().detach(), fixer.flat_values()[~fixer.fixed_mask()])
+
+    model2, fixer2 = _fixed_model()
+    model2.to(torch.float64).to(torch.float32)  # replaces every parameter: the packing is gone
+    assert fixer2._packed() is None
+    fallback = _step_grads(model2, fixer2)  # the concatenating path
+    assert torch.allclose(packed, fallback, rtol=1e-6, atol=0) and torch.all(packed[fixer.fixed_mask()] == 0)
+    fixer2.apply(cluster(fixer2.flat_values(), 0.6, 0.05))
+    assert fixer2._packed() is not None  # apply() packs again
+
+
+def test_free_values_with_nothing_fixed_is_every_value():
+    model = DigitsCNN()
+    fixer = WeightFixer(model)
+    free = fixer.free_values()
+    assert torch.equal(free.detach(), fixer.flat_values())
+    free.sum().backward()
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in fixer._originals())
+
+
 def test_plain_model_loads_into_the_original_architecture():
     model, fixer = _fixed_model()
     plain = fixer.plain_model()

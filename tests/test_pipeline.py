@@ -62,14 +62,14 @@ def test_resume_after_an_interruption_mid_training_matches(tmp_path, monkeypatch
 
 
 def test_nan_loss_names_the_iteration_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    real = pipeline.ClusterRegulariser.loss
+    real = pipeline.ClusterRegulariser.fixer_loss
     state = {"t": 0}
 
-    def poisoned(self, ce, free, centres):
+    def poisoned(self, ce, fixer):
         state["t"] += 1
-        return real(self, ce, free, centres) * (float("nan") if state["t"] > 30 else 1.0)
+        return real(self, ce, fixer) * (float("nan") if state["t"] > 30 else 1.0)
 
-    monkeypatch.setattr(pipeline.ClusterRegulariser, "loss", poisoned)
+    monkeypatch.setattr(pipeline.ClusterRegulariser, "fixer_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"WFN iteration 1 .*last good checkpoint"):
         _run(tmp_path)
     assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["iteration"] == 0

@@ -33,6 +33,31 @@ class FixedMask(nn.Module):
         return torch.where(self.mask, self.fixed, free)
 
 
+class _FreeGather(torch.autograd.Function):
+    """The unfixed values, gathered from the packed flat storage the parameters are views of.
+
+    Backward scatters the gradient into one flat buffer (zeros at fixed positions) and hands each
+    parameter a view of it, so neither direction concatenates or splits per layer.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, index: torch.Tensor | None, layout: tuple, *originals: torch.Tensor):
+        ctx.layout, ctx.size, ctx.has_index = layout, flat.numel(), index is not None
+        if index is None:
+            return flat.clone()
+        ctx.save_for_backward(index)
+        return flat.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.has_index:
+            (index,) = ctx.saved_tensors
+            grad = grad.new_zeros(ctx.size).index_copy_(0, index, grad)
+        views = [grad[a:b].view(shape) if needed else None
+                 for (a, b, shape), needed in zip(ctx.layout, ctx.needs_input_grad[3:])]
+        return (None, None, None, *views)
+
+
 @dataclass(frozen=True)
 class _Slot:
     name: str
@@ -70,6 +95,38 @@ class WeightFixer:
             parametrize.register_parametrization(slot.module, slot.attr, FixedMask(getattr(slot.module, slot.attr)))
         self.centres = torch.empty(0)
         self._free_index: torch.Tensor | None = None  # None while nothing is fixed
+        self._layout = tuple((s.start, s.stop, tuple(p.shape)) for s, p in zip(slots, self._originals()))
+        self._flat: torch.Tensor | None = None
+        self._pack()
+
+    # ----------------------------------------------------------------- packed storage
+    @torch.no_grad()
+    def _pack(self) -> None:
+        """Make every trainable original a view of one flat tensor, so the flat vector costs no copy.
+
+        Skipped (``free_values`` then concatenates) when the parameters differ in dtype or device.
+        Optimisers update the parameters in place, so the views stay valid; ``model.to()`` replaces
+        them, which :meth:`_packed` notices (the next :meth:`apply` packs again).
+        """
+        originals = self._originals()
+        if len({(p.dtype, p.device) for p in originals}) != 1:
+            self._flat = None
+            return
+        flat = torch.cat([p.detach().reshape(-1) for p in originals])
+        for (a, b, _), p in zip(self._layout, originals):
+            p.data = flat[a:b].view_as(p)
+        self._flat = flat
+
+    def _packed(self) -> torch.Tensor | None:
+        """The flat storage if every original is still a view of it, else None."""
+        flat = self._flat
+        if flat is None:
+            return None
+        base, size = flat.data_ptr(), flat.element_size()
+        for (a, b, _), p in zip(self._layout, self._originals()):
+            if p.data_ptr() != base + a * size or p.numel() != b - a:
+                return None
+        return flat
 
     # ----------------------------------------------------------------- views of the flat vector
     @property
@@ -81,7 +138,8 @@ class WeightFixer:
         return [s.module.parametrizations[s.attr][0] for s in self._slots]
 
     def _originals(self) -> list[nn.Parameter]:
-        return [s.module.parametrizations[s.attr].original for s in self._slots]
+        # module.parametrizations[attr].original, read from the modules' dicts: this runs every step
+        return [s.module._modules["parametrizations"]._modules[s.attr]._parameters["original"] for s in self._slots]
 
     @torch.no_grad()
     def flat_values(self) -> torch.Tensor:
@@ -93,9 +151,23 @@ class WeightFixer:
         """Flat boolean mask of fixed positions."""
         return torch.cat([m.mask.reshape(-1) for m in self._masks()])
 
+    def packed(self) -> tuple[torch.Tensor, torch.Tensor | None, tuple, list[nn.Parameter]] | None:
+        """``(flat, free_index, layout, originals)`` when the parameters are views of one flat tensor.
+
+        ``flat`` holds every fixable value in flat order (fixed positions hold the trainable originals,
+        not the fixed values); ``free_index`` lists the unfixed positions (None while nothing is
+        fixed); ``layout`` gives each original's ``(start, stop, shape)``. None when not packed.
+        """
+        flat = self._packed()
+        return None if flat is None else (flat, self._free_index, self._layout, self._originals())
+
     def free_values(self) -> torch.Tensor:
-        """Differentiable flat vector of the unfixed values (one ``cat`` and one gather)."""
-        flat = torch.cat([p.reshape(-1) for p in self._originals()])
+        """Differentiable flat vector of the unfixed values: one gather from the packed storage."""
+        originals = self._originals()
+        flat = self._packed()
+        if flat is not None:
+            return _FreeGather.apply(flat, self._free_index, self._layout, *originals)
+        flat = torch.cat([p.reshape(-1) for p in originals])
         return flat if self._free_index is None else flat.index_select(0, self._free_index)
 
     @property
@@ -123,6 +195,8 @@ class WeightFixer:
             fm.mask.copy_(m)
             fm.fixed.copy_(torch.where(m, v, torch.zeros_like(v)))
             original.copy_(v)  # a released weight restarts from its last value
+        if self._packed() is None:
+            self._pack()
         mask = mask.to(originals[0].device)
         self._free_index = (~mask).nonzero().squeeze(1) if mask.any() else None
 

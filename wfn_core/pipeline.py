@@ -152,7 +152,7 @@ def run_wfn(
 
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits, targets)
-        return regulariser.loss(ce, fixer.free_values(), fixer.centres.to(logits.device))
+        return regulariser.fixer_loss(ce, fixer)
 
     def train(iteration: int, epochs: int, with_regulariser: bool, label: str) -> None:
         optimizer = _make_optimizer(model, config)  # fresh each iteration
