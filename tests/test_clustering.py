@@ -131,6 +131,29 @@ def test_medium_vector_full_schedule_matches_reference(seed):
         w, fixed = result.values, result.fixed
 
 
+def test_empty_pass_shortcut_is_exercised_and_exact(monkeypatch):
+    """The shortcut that decides "this pass takes nothing" from the two nearest weights must be used
+    (it is what keeps the many empty passes of the last iterations cheap) and must agree with the
+    reference, including when it declines and the walk decides."""
+    import wfn_core.clustering as clustering
+
+    real, answers = clustering._cheapest_costs_above, []
+
+    def counting(*args):
+        answers.append(real(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(clustering, "_cheapest_costs_above", counting)
+    gen = torch.Generator().manual_seed(7)
+    scale = torch.tensor([0.004, 0.02, 0.08])[torch.randint(0, 3, (4000,), generator=gen)]
+    w = (torch.randn(4000, generator=gen) * scale).float()
+    fixed = None
+    for p, d in zip(DEFAULT_FRACTIONS, delta_schedule(0.0075, 10)):
+        result = run_both(w, p, d, fixed=fixed)
+        w, fixed = result.values, result.fixed
+    assert answers.count(True) >= 5 and answers.count(False) >= 5, (answers.count(True), answers.count(False))
+
+
 def test_edge_cases_match_reference():
     cases = [
         torch.tensor([0.3]),  # a single weight

@@ -129,11 +129,15 @@ class _Ladder:
         self.ratio = (1.0 + d) / (1.0 - d)
         self.rungs = [z]
 
-    def below(self, bound: float) -> list[float]:
+    def count_below(self, bound: float) -> int:
+        """Number of rungs ``< bound`` (the ladder is grown past ``bound``)."""
         rungs, ratio = self.rungs, self.ratio
         while rungs[-1] < bound:
             rungs.append(rungs[-1] * ratio)
-        return rungs[: bisect.bisect_left(rungs, bound)]
+        return bisect.bisect_left(rungs, bound)
+
+    def below(self, bound: float) -> list[float]:
+        return self.rungs[: self.count_below(bound)]
 
 
 @lru_cache(maxsize=64)

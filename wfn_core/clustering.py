@@ -48,7 +48,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .centres import ZERO_THRESHOLD, _candidates_cached, validate_zero_threshold
+from .centres import ZERO_THRESHOLD, _candidates_cached, _ladder, validate_zero_threshold
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.30, 0.60, 0.80, 0.90, 0.95, 0.975, 0.99, 0.9975, 0.999, 1.0)
 """Cumulative fractions fixed after each of the T = 10 default iterations."""
@@ -157,9 +157,19 @@ class _Candidates:
     pos_query: np.ndarray  # the positive bounds, rounded down to the weights' float type
 
 
-@lru_cache(maxsize=4096)
 def _candidates(delta: float, order: int, bound: float, z: float, dtype: torch.dtype) -> _Candidates:
-    """Cached per (δ_t, k, B, γ0, dtype)."""
+    """C_k for the boundary ``B = bound``. ``B`` matters only through the number of rungs below it, so
+    the sets are cached per (δ_t, k, rungs, γ0, dtype): passes whose ``B`` falls between the same two
+    rungs share one set."""
+    ladder = _ladder(min(delta, 0.9999), z)
+    rungs = ladder.count_below(bound)
+    return _candidates_for_rungs(delta, order, rungs, ladder.rungs[rungs], z, dtype)
+
+
+@lru_cache(maxsize=4096)
+def _candidates_for_rungs(delta: float, order: int, rungs: int, bound: float, z: float,
+                          dtype: torch.dtype) -> _Candidates:
+    """Built from the first ``rungs`` rungs; ``bound`` is the next rung (so exactly those lie below it)."""
     c = _candidates_cached(delta, order, bound, z).to(dtype).to(torch.float64)
     c = torch.unique(c[torch.isfinite(c)])
     lo, hi = c[:-1], c[1:]
@@ -235,6 +245,16 @@ class _Runs:
     def positions(self, lo: int, hi: int) -> torch.Tensor:
         """Alive positions in ``[lo, hi)``, ascending."""
         return _positions_of(self.slices(lo, hi))
+
+    def last_before(self, p: int) -> int:
+        """Largest alive position ``< p``, or -1."""
+        j = bisect.bisect_left(self.ls, p) - 1
+        return min(self.le[j], p) - 1 if j >= 0 else -1
+
+    def first_from(self, p: int) -> int:
+        """Smallest alive position ``>= p``, or -1."""
+        j = bisect.bisect_right(self.le, p)
+        return max(self.ls[j], p) if j < len(self.ls) else -1
 
     def last(self) -> int:
         """Largest alive position, or -1."""
@@ -483,10 +503,34 @@ class _Call:
         n_free = same.runs.count(p_lt, p_le)  # w == c*: cost exactly 0, taken first, by index
         if n_free >= needed:
             return self.take(same, _Take([], [same.runs.positions(p_lt, p_le)[:needed]]), centre)
+        if n_free == 0 and a < 1 and _cheapest_costs_above(same, p_lt, p_le, c, a):
+            return 0  # an empty pass, decided from the two nearest weights
         walk = _Walk(same, other, c, p_lt, p_le, right_exact)
         take_same, take_other = walk.take(needed - n_free, a)
         take_same.ranges.append((p_lt, p_le))
         return self.take(same, take_same, centre) + self.take(other, take_other, centre)
+
+
+def _cheapest_costs_above(same: _Side, p_lt: int, p_le: int, c: float, a: float) -> bool:
+    """True when no alive weight can cost ``<= a`` to the centre ``c`` (mirrored positive), for ``a < 1``.
+
+    On the centre's side the cost grows moving away from ``c``, so the cheapest weights are the
+    nearest alive one below and above it; the opposite side costs at least 1. Costs are computed as
+    the walk computes them (``fl(|m - c|) / m``) and must exceed ``a`` by a margin far above rounding,
+    so that a weight further out (whose float cost could wobble by an ulp) cannot cost ``<= a``
+    either. Otherwise the caller walks, which decides exactly.
+    """
+    limit = a * (1.0 + 1e-9)
+    below, above = same.runs.last_before(p_lt), same.runs.first_from(p_le)
+    if below >= 0:
+        m = same.mag_at(below)
+        if m == 0 or (c - m) / m <= limit:
+            return False
+    if above >= 0:
+        m = same.mag_at(above)
+        if (m - c) / m <= limit:
+            return False
+    return True
 
 
 def _first_by_magnitude(
