@@ -15,7 +15,7 @@ Cases (the regulariser's cost grows with free weights x centres):
 
 Inputs are random. ``--threads`` sets torch's thread count (2 on the reference machine).
 
-    python benchmarks/regulariser.py [--repeats 20] [--digits-repeats 300] [--threads 2]
+    python benchmarks/regulariser.py [--repeats 30] [--digits-repeats 300] [--threads 2]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def bench(name: str, model: torch.nn.Module, result: ClusterResult | None, shape
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20, help="interleaved step pairs for the ResNet")
+    parser.add_argument("--repeats", type=int, default=30, help="interleaved step pairs for the ResNet")
     parser.add_argument("--digits-repeats", type=int, default=300, help="interleaved step pairs for the digits CNN")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
