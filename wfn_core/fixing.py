@@ -216,6 +216,15 @@ class WeightFixer:
             self._write(values.reshape(-1), mask.reshape(-1).bool())
         self.centres = state["centres"].clone()
 
+    @torch.no_grad()
+    def sync_from_model(self) -> None:
+        """Re-read the fixed masks after ``model.load_state_dict`` restored them (with the parameters
+        and fixed values): recompute the unfixed positions and pack the parameters again if needed."""
+        if self._packed() is None:
+            self._pack()
+        mask = self.fixed_mask()
+        self._free_index = (~mask).nonzero().squeeze(1) if mask.any() else None
+
     def plain_model(self) -> nn.Module:
         """A deep copy of the model without the parametrisations (values as the model sees them).
 

@@ -28,7 +28,7 @@ from .training import NonFiniteLossError, default_device, evaluate, progress, tr
 __all__ = ["run_wfn", "WFNResult", "CheckpointError", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "wfn_checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the fixer's masks and values live only in the model's state_dict
 
 
 class CheckpointError(ValueError):
@@ -100,8 +100,13 @@ def _load_checkpoint(path: Path, model: nn.Module, fixer: WeightFixer, config: W
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupted?): {exc}") from exc
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} is not a wfn checkpoint of version {CHECKPOINT_VERSION}")
+    if not isinstance(state, dict) or "version" not in state:
+        raise CheckpointError(f"{path} is not a wfn checkpoint")
+    if state["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} is a wfn checkpoint of version {state['version']!r}; this wfn reads version "
+            f"{CHECKPOINT_VERSION} (start the run again without resume)"
+        )
     signature = _signature(model)
     if state["signature"] != signature:
         raise CheckpointError(
@@ -112,8 +117,9 @@ def _load_checkpoint(path: Path, model: nn.Module, fixer: WeightFixer, config: W
     if state["config"] != config.to_dict():
         changed = sorted(k for k, v in config.to_dict().items() if state["config"].get(k) != v)
         raise CheckpointError(f"checkpoint {path} was written with other settings (differ: {', '.join(changed)})")
-    model.load_state_dict(state["model"])
-    fixer.load_state_dict(state["fixer"])
+    model.load_state_dict(state["model"])  # parameters, fixed values and masks (the parametrisations' buffers)
+    fixer.centres = state["centres"].clone()
+    fixer.sync_from_model()
     return state
 
 
@@ -210,7 +216,7 @@ def run_wfn(
             atomic_torch_save(
                 {
                     "version": CHECKPOINT_VERSION, "iteration": t, "config": config.to_dict(),
-                    "signature": _signature(model), "model": model.state_dict(), "fixer": fixer.state_dict(),
+                    "signature": _signature(model), "model": model.state_dict(), "centres": fixer.centres,
                     "history": history, "baseline": baseline,
                 },
                 ckpt,
