@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterRegulariser", "cluster_penalty"]
 
 _CHUNK_ELEMENTS = 1 << 17  # weights handled at once (cache-sized: fastest measured)
+_CHUNK_CELLS = 1 << 22  # at most this many weights x centres in one chunk (the workspace stays <= 48 MB float32)
 
 
 class _Workspace:
@@ -119,7 +120,7 @@ def _penalty_and_grad(
     Chunked; a chunk of ``index`` is gathered into the workspace, so no gathered copy is made.
     """
     n = flat.numel() if index is None else index.numel()
-    chunk = min(n, _CHUNK_ELEMENTS)
+    chunk = min(n, _CHUNK_ELEMENTS, max(1024, _CHUNK_CELLS // centres.numel()))
     grad = flat.new_empty(n)  # d L_reg / d w, written chunk by chunk
     ws = _workspace(centres.numel(), chunk, flat.dtype, flat.device)
     scaled_centres = centres * (1.0 / n)
