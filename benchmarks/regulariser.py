@@ -3,7 +3,10 @@
 Both steps run on the same parametrised model and differ only in the loss: cross-entropy, or
 cross-entropy + λ L_reg as the pipeline computes it (``ClusterRegulariser.fixer_loss``). Each step is
 zero_grad, forward, loss, backward, gradient clipping and an Adam step. The two are interleaved, so
-drifts in machine load hit both alike, and the medians are compared. Goal: ratio <= 1.2.
+drifts in machine load hit both alike, and the medians are compared. Each case runs in several fresh
+processes and the median of their ratios is the figure: on the 2-core reference VM a process now and
+then runs every elementwise kernel at about half speed for its whole life (same code, same inputs), which
+moves one process's ratio by up to 0.1. Goal: ratio <= 1.2.
 
 Cases (the regulariser's cost grows with free weights x centres):
 
@@ -15,12 +18,13 @@ Cases (the regulariser's cost grows with free weights x centres):
 
 Inputs are random. ``--threads`` sets torch's thread count (2 on the reference machine).
 
-    python benchmarks/regulariser.py [--repeats 30] [--digits-repeats 300] [--threads 2]
+    python benchmarks/regulariser.py [--repeats 30] [--digits-repeats 300] [--processes 3] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
 
@@ -58,8 +62,19 @@ def _costliest_preset_iteration(fixer: WeightFixer, delta: float) -> tuple[int, 
     return t, results[t]
 
 
-def bench(name: str, model: torch.nn.Module, result: ClusterResult | None, shape: tuple[int, ...],
-          repeats: int, alpha: float) -> float:
+def _case(name: str, repeats: int, threads: int) -> tuple[str, int, int, int, float, float]:
+    """One case in this process: (label, params, free, centres, plain seconds, regularised seconds)."""
+    torch.set_num_threads(threads)
+    config = preset("digits")
+    shape: tuple[int, ...] = (config.batch_size, 1, 8, 8)
+    alpha, result, label = config.alpha, None, name
+    if name == "preset":
+        t, result = _costliest_preset_iteration(WeightFixer(load_pretrained_digits()), config.delta)
+        model, label = load_pretrained_digits(), f"digits CNN, preset (iter {t})"
+    elif name == "stress":
+        model, label = DigitsCNN(), "digits CNN, stress"
+    else:
+        model, label, shape, alpha = cifar_resnet18(), "CIFAR ResNet-18", (32, 3, 32, 32), 0.4
     torch.manual_seed(0)
     fixer = WeightFixer(model)
     fixer.apply(result if result is not None else cluster(fixer.flat_values(), 0.30, 10 * 0.0075))
@@ -73,33 +88,31 @@ def bench(name: str, model: torch.nn.Module, result: ClusterResult | None, shape
     for _ in range(repeats):  # interleaved
         a.append(plain())
         b.append(regd())
-    pa, pb = statistics.median(a), statistics.median(b)
     free = int((~fixer.fixed_mask()).sum())
-    verdict = "met" if pb / pa <= 1.2 else "MISSED"
-    print(
-        f"{name:<28} params {fixer.n_params:>10,}  free {free:>9,}  centres {fixer.centres.numel():>3}  "
-        f"plain {1e3 * pa:8.2f} ms  regularised {1e3 * pb:8.2f} ms  ratio {pb / pa:5.3f} (goal <= 1.2: {verdict})"
-    )
-    return pb / pa
+    return label, fixer.n_params, free, fixer.centres.numel(), statistics.median(a), statistics.median(b)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="interleaved step pairs for the ResNet")
     parser.add_argument("--digits-repeats", type=int, default=300, help="interleaved step pairs for the digits CNN")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes per case")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, median of interleaved steps")
-
-    config = preset("digits")
-    model = load_pretrained_digits()
-    t, result = _costliest_preset_iteration(WeightFixer(model), config.delta)
-    model = load_pretrained_digits()  # a fresh copy (the one above carries a WeightFixer)
-    bench(f"digits CNN, preset (iter {t})", model, result, (config.batch_size, 1, 8, 8), args.digits_repeats,
-          config.alpha)
-    bench("digits CNN, stress", DigitsCNN(), None, (config.batch_size, 1, 8, 8), args.digits_repeats, config.alpha)
-    bench("CIFAR ResNet-18", cifar_resnet18(), None, (32, 3, 32, 32), args.repeats, 0.4)
+    print(f"torch {torch.__version__}, {args.threads} threads, median of interleaved steps in each process, "
+          f"{args.processes} processes a case")
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter each: no state carried over
+    for name, repeats in (("preset", args.digits_repeats), ("stress", args.digits_repeats), ("resnet", args.repeats)):
+        ratios = []
+        for _ in range(args.processes):
+            with spawn.Pool(1) as pool:
+                label, params, free, centres, pa, pb = pool.apply(_case, (name, repeats, args.threads))
+            ratios.append(pb / pa)
+            print(f"  {label:<28} params {params:>10,}  free {free:>9,}  centres {centres:>3}  "
+                  f"plain {1e3 * pa:8.2f} ms  regularised {1e3 * pb:8.2f} ms  ratio {pb / pa:5.3f}")
+        ratio = statistics.median(ratios)
+        print(f"{label}: median ratio {ratio:5.3f} over {len(ratios)} processes "
+              f"(goal <= 1.2: {'met' if ratio <= 1.2 else 'MISSED'})")
 
 
 if __name__ == "__main__":
