@@ -7,8 +7,10 @@ For each unfixed value ``w_i`` and picked centre ``c_j``: ``d_ij = |w_i - c_j| /
 the cross-entropy.
 
 The value and the gradient of each weight's term are computed together in chunks (a custom autograd
-function), so memory stays O(N) whatever the number of centres, with no Python loop over centres or
-layers.
+function) in a reused per-thread workspace, so memory stays O(N) whatever the number of centres, with
+no Python loop over centres or layers. ``ClusterRegulariser.fixer_loss`` is the training step's entry:
+it reads the unfixed values straight from a ``WeightFixer``'s packed parameter storage and gives the
+whole ``CE + λ L_reg`` one autograd node.
 """
 
 from __future__ import annotations
@@ -191,7 +193,11 @@ def cluster_penalty(
 
 
 class ClusterRegulariser:
-    """``loss(ce, free_values, centres) = CE + λ L_reg`` with ``λ = stopgrad(α CE / L_reg)``."""
+    """``loss(ce, free_values, centres) = CE + λ L_reg`` with ``λ = stopgrad(α CE / L_reg)``.
+
+    ``fixer_loss(ce, fixer)`` is the same over a :class:`~wfn_core.fixing.WeightFixer`'s unfixed
+    values and centres, and is what the pipeline calls every step.
+    """
 
     def __init__(self, alpha: float = 0.4, tau: float = 0.05, zero_threshold: float = ZERO_THRESHOLD) -> None:
         if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
