@@ -62,19 +62,19 @@ def _step_grads(model, fixer):
 
 def test_packed_storage_gives_the_gradients_of_the_concatenating_path():
     model, fixer = _fixed_model()
-    assert fixer._packed() is not None  # the parameters are views of one flat tensor
+    assert fixer.packed() is not None  # the parameters are views of one flat tensor
     packed = _step_grads(model, fixer)
     torch.optim.SGD(model.parameters(), lr=0.1).step()  # in-place updates keep the views
-    assert fixer._packed() is not None
+    assert fixer.packed() is not None
     assert torch.equal(fixer.free_values().detach(), fixer.flat_values()[~fixer.fixed_mask()])
 
     model2, fixer2 = _fixed_model()
     model2.to(torch.float64).to(torch.float32)  # replaces every parameter: the packing is gone
-    assert fixer2._packed() is None
+    assert fixer2.packed() is None
     fallback = _step_grads(model2, fixer2)  # the concatenating path
     assert torch.allclose(packed, fallback, rtol=1e-6, atol=0) and torch.all(packed[fixer.fixed_mask()] == 0)
     fixer2.apply(cluster(fixer2.flat_values(), 0.6, 0.05))
-    assert fixer2._packed() is not None  # apply() packs again
+    assert fixer2.packed() is not None  # apply() packs again
 
 
 def test_free_values_with_nothing_fixed_is_every_value():

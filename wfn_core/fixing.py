@@ -33,6 +33,15 @@ class FixedMask(nn.Module):
         return torch.where(self.mask, self.fixed, free)
 
 
+def layout_views(flat: torch.Tensor, layout: tuple, needed: tuple[bool, ...]) -> list[torch.Tensor | None]:
+    """Each parameter's piece of a flat tensor, shaped like it (None where not ``needed``).
+
+    ``layout`` is :meth:`WeightFixer.packed`'s ``(start, stop, shape)`` per parameter: how the custom
+    autograd functions hand a flat gradient back to the parameters without splitting copies.
+    """
+    return [flat[a:b].view(shape) if need else None for (a, b, shape), need in zip(layout, needed)]
+
+
 class _FreeGather(torch.autograd.Function):
     """The unfixed values, gathered from the packed flat storage the parameters are views of.
 
@@ -53,9 +62,7 @@ class _FreeGather(torch.autograd.Function):
         if ctx.has_index:
             (index,) = ctx.saved_tensors
             grad = grad.new_zeros(ctx.size).index_copy_(0, index, grad)
-        views = [grad[a:b].view(shape) if needed else None
-                 for (a, b, shape), needed in zip(ctx.layout, ctx.needs_input_grad[3:])]
-        return (None, None, None, *views)
+        return (None, None, None, *layout_views(grad, ctx.layout, ctx.needs_input_grad[3:]))
 
 
 @dataclass(frozen=True)
@@ -117,13 +124,13 @@ class WeightFixer:
             p.data = flat[a:b].view_as(p)
         self._flat = flat
 
-    def _packed(self) -> torch.Tensor | None:
-        """The flat storage if every original is still a view of it, else None."""
+    def _packed(self, originals: list[nn.Parameter]) -> torch.Tensor | None:
+        """The flat storage if every one of ``originals`` (from :meth:`_originals`) is still a view of it."""
         flat = self._flat
         if flat is None:
             return None
         base, size = flat.data_ptr(), flat.element_size()
-        for (a, b, _), p in zip(self._layout, self._originals()):
+        for (a, b, _), p in zip(self._layout, originals):
             if p.data_ptr() != base + a * size or p.numel() != b - a:
                 return None
         return flat
@@ -158,13 +165,14 @@ class WeightFixer:
         not the fixed values); ``free_index`` lists the unfixed positions (None while nothing is
         fixed); ``layout`` gives each original's ``(start, stop, shape)``. None when not packed.
         """
-        flat = self._packed()
-        return None if flat is None else (flat, self._free_index, self._layout, self._originals())
+        originals = self._originals()
+        flat = self._packed(originals)
+        return None if flat is None else (flat, self._free_index, self._layout, originals)
 
     def free_values(self) -> torch.Tensor:
         """Differentiable flat vector of the unfixed values: one gather from the packed storage."""
         originals = self._originals()
-        flat = self._packed()
+        flat = self._packed(originals)
         if flat is not None:
             return _FreeGather.apply(flat, self._free_index, self._layout, *originals)
         flat = torch.cat([p.reshape(-1) for p in originals])
@@ -195,9 +203,12 @@ class WeightFixer:
             fm.mask.copy_(m)
             fm.fixed.copy_(torch.where(m, v, torch.zeros_like(v)))
             original.copy_(v)  # a released weight restarts from its last value
-        if self._packed() is None:
+        self._refresh(mask.to(originals[0].device))
+
+    def _refresh(self, mask: torch.Tensor) -> None:
+        """After the masks changed: pack the parameters again if needed, list the unfixed positions."""
+        if self._packed(self._originals()) is None:
             self._pack()
-        mask = mask.to(originals[0].device)
         self._free_index = (~mask).nonzero().squeeze(1) if mask.any() else None
 
     # ----------------------------------------------------------------- persistence
@@ -220,10 +231,7 @@ class WeightFixer:
     def sync_from_model(self) -> None:
         """Re-read the fixed masks after ``model.load_state_dict`` restored them (with the parameters
         and fixed values): recompute the unfixed positions and pack the parameters again if needed."""
-        if self._packed() is None:
-            self._pack()
-        mask = self.fixed_mask()
-        self._free_index = (~mask).nonzero().squeeze(1) if mask.any() else None
+        self._refresh(self.fixed_mask())
 
     def plain_model(self) -> nn.Module:
         """A deep copy of the model without the parametrisations (values as the model sees them).

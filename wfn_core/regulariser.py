@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .centres import ZERO_THRESHOLD, validate_zero_threshold
+from .fixing import layout_views
 
 if TYPE_CHECKING:
     from .fixing import WeightFixer
@@ -176,9 +177,8 @@ class _PackedLoss(torch.autograd.Function):
             full = grad * factor
         else:
             full = grad.new_zeros(ctx.size).index_copy_(0, index, grad).mul_(factor)
-        views = [full[a:b].view(shape) if needed else None
-                 for (a, b, shape), needed in zip(ctx.layout, ctx.needs_input_grad[9:])]
-        return (grad_out, None, None, None, None, None, None, None, None, *views)
+        return (grad_out, None, None, None, None, None, None, None, None,
+                *layout_views(full, ctx.layout, ctx.needs_input_grad[9:]))
 
 
 def cluster_penalty(
