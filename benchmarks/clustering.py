@@ -78,7 +78,7 @@ def _rss_mb() -> float:
 
 
 def _clear_caches() -> None:
-    clustering._candidates_for_rungs.cache_clear()
+    clustering._candidates_below_rung.cache_clear()
     centres._candidates_cached.cache_clear()
     centres._ladder.cache_clear()
 

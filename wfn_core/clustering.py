@@ -158,18 +158,16 @@ class _Candidates:
 
 
 def _candidates(delta: float, order: int, bound: float, z: float, dtype: torch.dtype) -> _Candidates:
-    """C_k for the boundary ``B = bound``. ``B`` matters only through the number of rungs below it, so
-    the sets are cached per (δ_t, k, rungs, γ0, dtype): passes whose ``B`` falls between the same two
+    """C_k for the boundary ``B = bound``. ``B`` matters only through the rungs below it, so it is
+    raised to the next rung before the cached build: passes whose ``B`` falls between the same two
     rungs share one set."""
     ladder = _ladder(min(delta, 0.9999), z)
-    rungs = ladder.count_below(bound)
-    return _candidates_for_rungs(delta, order, rungs, ladder.rungs[rungs], z, dtype)
+    return _candidates_below_rung(delta, order, ladder.rungs[ladder.count_below(bound)], z, dtype)
 
 
 @lru_cache(maxsize=4096)
-def _candidates_for_rungs(delta: float, order: int, rungs: int, bound: float, z: float,
-                          dtype: torch.dtype) -> _Candidates:
-    """Built from the first ``rungs`` rungs; ``bound`` is the next rung (so exactly those lie below it)."""
+def _candidates_below_rung(delta: float, order: int, bound: float, z: float, dtype: torch.dtype) -> _Candidates:
+    """Cached per (δ_t, k, B, γ0, dtype), with ``B`` a rung of the ladder."""
     c = _candidates_cached(delta, order, bound, z).to(dtype).to(torch.float64)
     c = torch.unique(c[torch.isfinite(c)])
     lo, hi = c[:-1], c[1:]
@@ -524,7 +522,7 @@ def _cheapest_costs_above(same: _Side, p_lt: int, p_le: int, c: float, a: float)
     below, above = same.runs.last_before(p_lt), same.runs.first_from(p_le)
     if below >= 0:
         m = same.mag_at(below)
-        if m == 0 or (c - m) / m <= limit:
+        if (c - m) / m <= limit:  # m > 0: zeros are not on either side
             return False
     if above >= 0:
         m = same.mag_at(above)
