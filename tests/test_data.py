@@ -71,50 +71,65 @@ def test_digits_shapes_dtypes_and_range():
     x, y = next(iter(train))
     assert x.shape == (64, 1, 8, 8) and x.dtype == torch.float32
     assert y.shape == (64,) and y.dtype == torch.int64
-    x_train, y_train, x_test, y_test = digits_arrays()
-    for xs in (x_train, x_test):
+    x_train, y_train, x_val, y_val, x_test, y_test = digits_arrays()
+    for xs in (x_train, x_val, x_test):
         assert xs.dtype == torch.float32 and xs.shape[1:] == (1, 8, 8)
         assert xs.min() >= 0.0 and xs.max() <= 1.0
     assert x_train.max() == 1.0  # scaled by 16, not by the observed max of some subset
-    assert set(y_train.tolist()) == set(range(10)) == set(y_test.tolist())
+    assert set(y_train.tolist()) == set(range(10)) == set(y_val.tolist()) == set(y_test.tolist())
 
 
-def test_digits_split_is_stratified_80_20_and_covers_all_samples():
+def _rows(x, y):
+    return np.concatenate([x.reshape(-1, 64).numpy() * 16, y[:, None].numpy()], axis=1)
+
+
+def _sorted_rows(rows):
+    return rows[np.lexsort(rows.T)]
+
+
+def test_digits_splits_are_stratified_disjoint_and_cover_all_samples():
     from sklearn.datasets import load_digits
 
     full = load_digits()
-    x_train, y_train, x_test, y_test = digits_arrays()
-    assert len(x_train) == len(y_train) == 1437
-    assert len(x_test) == len(y_test) == 360
-    assert len(x_train) + len(x_test) == len(full.target) == 1797
-    # Stratified: every class keeps (to within one sample) its share in the test split.
+    x_train, y_train, x_val, y_val, x_test, y_test = digits_arrays()
+    assert (len(x_train), len(x_val), len(x_test)) == (1149, 288, 360)
+    assert len(y_train) + len(y_val) + len(y_test) == len(full.target) == 1797
     full_counts = np.bincount(full.target, minlength=10)
-    test_counts = np.bincount(y_test.numpy(), minlength=10)
-    train_counts = np.bincount(y_train.numpy(), minlength=10)
-    np.testing.assert_array_equal(train_counts + test_counts, full_counts)
-    assert np.all(np.abs(test_counts - 0.2 * full_counts) <= 1)
-    np.testing.assert_allclose(test_counts / 360, full_counts / 1797, atol=0.005)
-    # The two splits together are exactly the original data (as a multiset of (image, label) rows).
-    ours = np.concatenate(
-        [torch.cat([x_train, x_test]).reshape(-1, 64).numpy() * 16, torch.cat([y_train, y_test])[:, None].numpy()],
-        axis=1,
-    )
+    counts = [np.bincount(y.numpy(), minlength=10) for y in (y_train, y_val, y_test)]
+    np.testing.assert_array_equal(sum(counts), full_counts)
+    # Stratified: every class keeps (to within one sample) its share in each held-out split.
+    assert np.all(np.abs(counts[2] - 0.2 * full_counts) <= 1)
+    assert np.all(np.abs(counts[1] - 0.2 * (full_counts - counts[2])) <= 1)
+    # The three splits together are exactly the original data (as a multiset of (image, label) rows).
+    ours = _rows(torch.cat([x_train, x_val, x_test]), torch.cat([y_train, y_val, y_test]))
     theirs = np.concatenate([full.data, full.target[:, None]], axis=1)
-    np.testing.assert_array_equal(ours[np.lexsort(ours.T)], theirs[np.lexsort(theirs.T)])
+    np.testing.assert_array_equal(_sorted_rows(ours), _sorted_rows(theirs))
 
 
-def test_digits_split_is_the_fixed_sklearn_split():
+def test_digits_splits_are_the_fixed_sklearn_splits():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     full = load_digits()
-    _, _, y_train_ref, y_test_ref = train_test_split(
+    rest_x, _, rest_y, y_test_ref = train_test_split(
         full.data, full.target, test_size=0.2, stratify=full.target, random_state=0
     )
+    _, _, y_train_ref, y_val_ref = train_test_split(rest_x, rest_y, test_size=0.2, stratify=rest_y, random_state=0)
     data._digits_split.cache_clear()  # recompute rather than reuse this process's cached split
-    _, y_train, _, y_test = digits_arrays()
+    _, y_train, _, y_val, _, y_test = digits_arrays()
+    np.testing.assert_array_equal(y_test.numpy(), y_test_ref)  # the test split is the one it always was
     np.testing.assert_array_equal(y_train.numpy(), y_train_ref)
-    np.testing.assert_array_equal(y_test.numpy(), y_test_ref)
+    np.testing.assert_array_equal(y_val.numpy(), y_val_ref)
+
+
+def test_digits_eval_split_chooses_validation_or_test():
+    _, _, x_val, y_val, x_test, y_test = digits_arrays()
+    train_a, val = digits(eval_split="val")
+    train_b, test = digits()
+    assert torch.equal(val.dataset.tensors[1], y_val) and torch.equal(test.dataset.tensors[1], y_test)
+    assert torch.equal(train_a.dataset.tensors[0], train_b.dataset.tensors[0])
+    with pytest.raises(ValueError, match=r"eval_split='train' is not allowed: choose one of test, val"):
+        digits(eval_split="train")
 
 
 def test_digits_split_does_not_depend_on_seed():
@@ -144,13 +159,13 @@ def test_digits_same_seed_same_batches_different_seed_different_order():
     epoch_a2 = torch.cat([y for _, y in train_a])
     assert torch.equal(epoch_a1, epoch_b1)
     assert not torch.equal(epoch_a1, epoch_a2)
-    assert len(epoch_a1) == 1437
+    assert len(epoch_a1) == 1149
 
 
 def test_digits_test_loader_is_not_shuffled():
     _, test = digits(batch_size=50, seed=5)
     assert isinstance(test.sampler, SequentialSampler)
-    _, _, x_test, y_test = digits_arrays()
+    *_, x_test, y_test = digits_arrays()
     xs, ys = zip(*test)
     assert torch.equal(torch.cat(xs), x_test) and torch.equal(torch.cat(ys), y_test)
     assert [len(y) for y in ys] == [50] * 7 + [10]

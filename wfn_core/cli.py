@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
-    p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset (the notebooks' trade-off curves)")
+    p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset on the validation split (the notebooks' trade-off curves)")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
-    p.add_argument("--deltas", type=float, nargs="+", default=None, help="δ values (default: 0.0075 0.015 0.025 0.04)")
+    p.add_argument("--deltas", type=float, nargs="+", default=None, help="δ values (default: 0.0075 0.01 0.015 0.02 0.025 0.03 0.04)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2)")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (data/sweep_alpha_delta.csv ships)")
     p = verbs.add_parser("export", help="write a finished run's model as one entropy-coded file")

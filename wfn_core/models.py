@@ -29,7 +29,7 @@ TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 #: The shipped pretrained digits model, and the SHA-256 it must have.
 PRETRAINED_DIGITS = "digits_cnn.pt"
-PRETRAINED_DIGITS_SHA256 = "9b803a69a16e9e428895eb412ef07b3fe1ceac589f62291fd607323d6f78b623"
+PRETRAINED_DIGITS_SHA256 = "68ac457981404eedfa3764461620dbd2c7e933978f3fb8eb8e2aa35888b13bbd"
 
 
 class DigitsCNN(nn.Module):
@@ -141,7 +141,8 @@ def load_pretrained_digits(path: str | Path | None = None, verify: bool = True) 
         if actual != PRETRAINED_DIGITS_SHA256:
             raise ValueError(
                 f"{path} has SHA-256 {actual}, expected {PRETRAINED_DIGITS_SHA256}: the file is corrupted "
-                "or was remade; pass verify=False to load it anyway"
+                "or was remade (a retrained file is bit-identical only on the same CPU kernels and thread count); "
+                "pass verify=False to load it anyway"
             )
     model = DigitsCNN()
     model.load_state_dict(load_state_dict_file(path))

@@ -129,7 +129,8 @@ def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | N
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("test top-1 (%); ▼ = below 95%")
+        split = "validation" if all(r.get("split", "val") == "val" for r in rows) else "test"
+        ax.set_ylabel(f"{split} top-1 (%); ▼ = below 95%")
         ax.set_ylim(floor - 0.3, 100.3)
         ax.legend(fontsize=8)
     axes[0].set_title("Fewer unique values cost accuracy only past a point", fontsize=10)
@@ -171,7 +172,7 @@ class AlphaDeltaExplorer:
         self.bar.value = 1
         self.rows.append({k: row[k] for k in SWEEP_FIELDS})
         self.info.value = (
-            f"α = {alpha:g}, δ = {delta:.4g}: top-1 <b>{100 * row['top1']:.1f}%</b>, <b>{row['unique']}</b> unique "
+            f"α = {alpha:g}, δ = {delta:.4g}: validation top-1 <b>{100 * row['top1']:.1f}%</b>, <b>{row['unique']}</b> unique "
             f"values, <b>{row['entropy_bits']:.2f}</b> bits ({row['seconds']:.1f} s)"
         )
         self.redraw(highlight=row)
