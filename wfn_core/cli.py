@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="global batch: images per optimiser step over all torchrun processes, each of which "
+                        "trains on batch-size / processes (default: preset's)")
+    p.add_argument("--lr-scaling", choices=["none", "linear"], default="none",
+                   help="learning rate for a batch other than the preset's: none keeps the preset's, linear "
+                        "multiplies it by batch-size / preset's batch (default: none)")
     p.add_argument("--weights", type=Path, default=None, help="starting state_dict (default: the preset's model)")
     p.add_argument("--data-root", type=Path, default=None, help="data set root (CIFAR-10/ImageNet presets)")
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, model, history, summary)")
@@ -114,13 +120,14 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run_preset
 
     overrides = {k: v for k, v in (("delta", args.delta), ("alpha", args.alpha), ("seed", args.seed),
-                                    ("epochs_per_iteration", args.epochs)) if v is not None}
+                                    ("epochs_per_iteration", args.epochs), ("batch_size", args.batch_size))
+                 if v is not None}
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
     run_preset(args.preset, args.out, overrides=overrides, weights=args.weights, data_root=args.data_root,
-               resume=args.resume, device=args.device)
+               resume=args.resume, device=args.device, lr_scaling=args.lr_scaling)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The WFN outer loop (section 1): cluster, fix, retrain with the regulariser, evaluate, checkpoint.
 
 Works in one process or under ``torchrun`` (PyTorch DDP): the clustering decision is taken on rank 0
-and broadcast, every rank trains through ``DistributedDataParallel``, only rank 0 writes files.
+and broadcast, every rank trains through ``DistributedDataParallel``, evaluation is sharded across the
+ranks (every rank gets the single-process numbers), only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ def _broadcast_result(result: ClusterResult | None) -> ClusterResult:
     return payload[0]
 
 
+def _sync_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (batch-norm running statistics). DDP broadcasts them before each
+    training forward, so after the last step every rank holds statistics of its own batch; rank 0's are
+    the ones the checkpoint and the returned model keep."""
+    if _distributed():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def _evaluate(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
+    """Test scores of the model as rank 0 holds it; under DDP each rank evaluates a share of the batches."""
+    _sync_buffers(model)
+    return evaluate(model, loader, device=device, shard=_distributed())
+
+
 def _signature(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
@@ -136,6 +152,11 @@ def run_wfn(
 
     Returns a :class:`WFNResult` whose ``model`` is a plain copy (loads into the original
     architecture) and whose ``history`` holds one record per fixing iteration.
+
+    Under ``torch.distributed`` (world size > 1) every rank calls it: ``train_loader`` is the rank's
+    share (a :class:`~torch.utils.data.DistributedSampler`, batch = global batch / world size, as
+    :func:`wfn_core.runner.distributed_loader` builds it) and ``test_loader`` the whole evaluation set
+    in a fixed order on every rank; each rank evaluates a share of its batches.
     """
     if not isinstance(config, WFNConfig):
         raise TypeError(f"config must be a WFNConfig, not {type(config).__name__}")
@@ -174,7 +195,7 @@ def run_wfn(
         state = _load_checkpoint(ckpt, model, fixer, config)
         start, history, baseline = state["iteration"] + 1, state["history"], state["baseline"]
     if baseline is None:
-        baseline = {**evaluate(model, test_loader, device=device), **_metrics(fixer)}
+        baseline = {**_evaluate(model, test_loader, device), **_metrics(fixer)}
         if config.epochs_before > 0:  # no centres yet: cross-entropy only
             train(-1, config.epochs_before, False, "before fixing")
 
@@ -196,7 +217,7 @@ def run_wfn(
             except NonFiniteLossError as exc:
                 kept = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
                 raise NonFiniteLossError(f"WFN iteration {t} (fraction {config.fractions[t]}): {exc}{kept}") from exc
-        scores = evaluate(model, test_loader, device=device)
+        scores = _evaluate(model, test_loader, device)
         record = {
             "iteration": t,
             "fraction": config.fractions[t],

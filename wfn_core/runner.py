@@ -1,5 +1,10 @@
 """Run a named preset end to end (what ``python -m wfn_core run`` does), in one process or under
-``torchrun`` (DDP through ``torch.distributed``; backend ``nccl`` on GPUs, ``gloo`` on the CPU)."""
+``torchrun`` (DDP through ``torch.distributed``; backend ``nccl`` on GPUs, ``gloo`` on the CPU).
+
+Under ``torchrun`` the run keeps the single-process schedule: the preset's batch is the *global* batch
+(one optimiser step sees that many images over all ranks), so each rank trains on batch / world size
+and an epoch makes as many steps as in one process, with the same learning rate.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,18 @@ from .config import WFNConfig, preset
 from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
 from .pipeline import CHECKPOINT_NAME, WFNResult, run_wfn
 
-__all__ = ["run_preset", "build_preset", "write_run_outputs", "SUMMARY_KEYS"]
+__all__ = [
+    "run_preset", "build_preset", "write_run_outputs", "distributed_loader", "per_rank_batch", "scaled_config",
+    "SUMMARY_KEYS", "LR_SCALING",
+]
 
 SUMMARY_KEYS = (
     "baseline_top1", "final_top1", "unique", "unique_nonzero", "entropy_bits", "entropy_bits_nonzero",
     "power_of_two_share", "seconds",
 )
+#: How the learning rate follows a global batch other than the preset's: ``none`` keeps it, ``linear``
+#: multiplies it by global batch / preset's batch (Goyal et al. 2017, "Accurate, Large Minibatch SGD").
+LR_SCALING = ("none", "linear")
 
 
 def build_preset(name: str, config: WFNConfig, weights: Path | None = None, data_root: Path | None = None):
@@ -49,16 +60,51 @@ def build_preset(name: str, config: WFNConfig, weights: Path | None = None, data
     raise ValueError(f"preset={name!r} has no model and data set wired up")
 
 
-def _distributed_loader(loader: DataLoader, seed: int) -> DataLoader:
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """The batch each of ``world_size`` ranks trains on so that one step sees ``batch_size`` images."""
+    if batch_size % world_size:
+        below, above = batch_size - batch_size % world_size, batch_size - batch_size % world_size + world_size
+        nearest = f"{below} or {above}" if below > 0 else f"{above}"
+        raise ValueError(
+            f"batch_size={batch_size} is not allowed under torchrun with {world_size} processes: it must divide "
+            f"evenly by the world size (each rank trains on batch_size / {world_size} images a step, so that "
+            f"a step sees batch_size images, as in one process); choose a multiple of {world_size}, for example "
+            f"{nearest}"
+        )
+    return batch_size // world_size
+
+
+def distributed_loader(loader: DataLoader, seed: int) -> DataLoader:
+    """This rank's share of a training loader whose batch size is the global batch.
+
+    A :class:`DistributedSampler` deals every rank the same number of images per epoch (padding with
+    at most world size - 1 repeats), so the ranks' last batches match and DDP's mean of their gradients
+    is the gradient of the global batch.
+    """
+    world = dist.get_world_size()
     sampler = DistributedSampler(loader.dataset, shuffle=True, seed=seed)
     return DataLoader(
-        loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory, drop_last=False,
+        loader.dataset, batch_size=per_rank_batch(loader.batch_size, world), sampler=sampler,
+        num_workers=loader.num_workers, pin_memory=loader.pin_memory, drop_last=False,
     )
 
 
-def write_run_outputs(result: WFNResult, out: Path, seconds: float) -> dict[str, Any]:
-    """``model.pt`` (plain state_dict), ``history.csv`` and ``summary.json``, each written atomically."""
+def scaled_config(name: str, overrides: dict[str, Any] | None = None, lr_scaling: str = "none") -> WFNConfig:
+    """The preset with ``overrides``; under ``lr_scaling="linear"`` its learning rate times global batch
+    (``overrides["batch_size"]``) / the preset's batch."""
+    if lr_scaling not in LR_SCALING:
+        raise ValueError(f"lr_scaling={lr_scaling!r} is not allowed: choose one of {', '.join(LR_SCALING)}")
+    config = preset(name, **(overrides or {}))
+    if lr_scaling == "linear":
+        config = config.replace(lr=config.lr * config.batch_size / preset(name).batch_size)
+    return config
+
+
+def write_run_outputs(
+    result: WFNResult, out: Path, seconds: float, setup: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``model.pt`` (plain state_dict), ``history.csv`` and ``summary.json``, each written atomically;
+    ``setup`` (world size, batches, learning rate) is added to the summary."""
     atomic_torch_save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
     atomic_write_csv(out / "history.csv", result.history, list(result.history[0]))
     final = result.final
@@ -67,6 +113,7 @@ def write_run_outputs(result: WFNResult, out: Path, seconds: float) -> dict[str,
         "final_top1": final["top1"],
         **{k: final[k] for k in SUMMARY_KEYS[2:-1]},
         "seconds": seconds,
+        **(setup or {}),
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -93,13 +140,21 @@ def run_preset(
     data_root: Path | None = None,
     resume: bool = False,
     device: str | None = None,
+    lr_scaling: str = "none",
 ) -> dict[str, Any] | None:
-    """Run WFN with a preset and write its outputs to ``out``; returns the summary on rank 0."""
-    config = preset(name, **(overrides or {}))
+    """Run WFN with a preset and write its outputs to ``out``; returns the summary on rank 0.
+
+    ``overrides["batch_size"]`` is the global batch (default: the preset's); under ``torchrun`` each
+    rank trains on global batch / world size. ``lr_scaling`` (:data:`LR_SCALING`) says how the learning
+    rate follows a global batch other than the preset's.
+    """
+    config = scaled_config(name, overrides, lr_scaling)
     out = Path(out)
     if (out / CHECKPOINT_NAME).exists() and not resume:
         raise ValueError(f"{out} already holds a WFN run; pass --resume to continue it, or choose another --out")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batch = per_rank_batch(config.batch_size, world)  # refused here, before any process group or data
+    distributed = world > 1
     if distributed and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
         dist.init_process_group(backend=backend)
@@ -114,18 +169,21 @@ def run_preset(
         seed_everything(config.seed)
         model, train_loader, test_loader = build_preset(name, config, weights, data_root)
         if distributed:
-            train_loader = _distributed_loader(train_loader, config.seed)
+            train_loader = distributed_loader(train_loader, config.seed)
         began = time.perf_counter()
         result = run_wfn(model, train_loader, test_loader, config, checkpoint_dir=out, resume=resume, device=device)
         seconds = time.perf_counter() - began
         if rank != 0:
             return None
-        summary = write_run_outputs(result, out, seconds)
+        setup = {"world_size": world, "batch_per_rank": batch, "global_batch": config.batch_size,
+                 "lr": config.lr, "lr_scaling": lr_scaling}
+        summary = write_run_outputs(result, out, seconds, setup)
         print(format_history(result))
+        spread = f"; {world} processes x batch {batch} = global batch {config.batch_size}" if distributed else ""
         print(
             f"{name}: top-1 {100 * summary['baseline_top1']:.2f}% -> {100 * summary['final_top1']:.2f}%, "
             f"{summary['unique']} unique values ({summary['unique_nonzero']} non-zero), "
-            f"{summary['entropy_bits']:.2f} bits, {summary['seconds']:.1f} s; wrote {out}"
+            f"{summary['entropy_bits']:.2f} bits, {summary['seconds']:.1f} s{spread}; wrote {out}"
         )
         return summary
     finally:

@@ -1,15 +1,19 @@
-"""Training utilities: seeding, device choice, quiet-able progress bars, one epoch, evaluation."""
+"""Training utilities: seeding, device choice, quiet-able progress bars, one epoch, evaluation (sharded
+across ranks under ``torch.distributed``)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 from tqdm.auto import tqdm
 
 __all__ = [
@@ -124,27 +128,75 @@ def evaluate(
     device: torch.device | str | None = None,
     desc: str = "eval",
     show_progress: bool = True,
+    shard: bool = False,
 ) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (fractions) and mean cross-entropy of ``model`` on ``loader``."""
+    """Top-1 and top-5 accuracy (fractions) and mean cross-entropy of ``model`` on ``loader``.
+
+    ``shard=True`` under ``torch.distributed`` splits the work across the ranks: batch ``i`` of
+    ``loader`` (a :class:`~torch.utils.data.DataLoader` in a fixed order) is evaluated on rank
+    ``i % world_size`` only, and the per-batch sums are all-reduced, so every rank returns exactly what
+    one process evaluating the whole loader returns (same batches, summed in the same order). Every
+    rank must call it, with the same model. Without a process group it is the plain evaluation.
+    """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    rank, world = (dist.get_rank(), dist.get_world_size()) if shard and dist.is_initialized() else (0, 1)
+    batches = _rank_batches(loader, rank, world) if world > 1 else loader
     was_training = model.training
     model.eval()
-    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
-    bar = progress(_batches(loader), desc=desc, total=_len_or_none(loader), disable=not (show_progress and progress_enabled()))
+    rows: list[tuple[float, int, int, int]] = []  # per batch: loss sum, top-1 hits, top-5 hits, images
+    bar = progress(_batches(batches), desc=desc, total=_len_or_none(batches),
+                   disable=not (show_progress and progress_enabled()))
     for inputs, targets in bar:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         logits = model(inputs)
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
         k = min(5, logits.shape[1])
-        best = logits.topk(k, dim=1).indices
-        hits = best == targets[:, None]
-        top1 += hits[:, 0].sum().item()
-        top5 += hits.any(dim=1).sum().item()
-        seen += targets.shape[0]
+        hits = logits.topk(k, dim=1).indices == targets[:, None]
+        rows.append((F.cross_entropy(logits, targets, reduction="sum").item(), hits[:, 0].sum().item(),
+                     hits.any(dim=1).sum().item(), targets.shape[0]))
     model.train(was_training)
+    if world > 1:
+        rows = _gather_rows(rows, rank, world, len(loader), device)  # type: ignore[arg-type]
+    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+    for loss, one, five, n in rows:  # in batch order, so sharded and whole sums agree to the bit
+        loss_sum, top1, top5, seen = loss_sum + loss, top1 + int(one), top5 + int(five), seen + int(n)
     if seen == 0:
         raise ValueError("the evaluation loader yielded no batches")
     return {"top1": top1 / seen, "top5": top5 / seen, "loss": loss_sum / seen}
+
+
+def _rank_batches(loader: Iterable, rank: int, world: int) -> DataLoader:
+    """A loader over batches ``rank, rank + world, ...`` of ``loader``: the same batches, so the same logits."""
+    batched = isinstance(loader, DataLoader) and loader.batch_sampler is not None
+    if not batched or isinstance(loader.dataset, IterableDataset):
+        raise ValueError(
+            f"sharded evaluation needs a DataLoader over a map-style dataset with a batch size, not "
+            f"{type(loader).__name__}: it hands each rank whole batches of it"
+        )
+    if isinstance(loader.sampler, RandomSampler):
+        raise ValueError(
+            "sharded evaluation needs the evaluation loader in a fixed order, but it shuffles (RandomSampler): "
+            "build it with shuffle=False"
+        )
+    mine = list(itertools.islice(loader.batch_sampler, rank, None, world))
+    return DataLoader(
+        loader.dataset, batch_sampler=mine, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn, timeout=loader.timeout,
+    )
+
+
+def _gather_rows(rows: list, rank: int, world: int, n_batches: int, device: torch.device) -> list[list[float]]:
+    """Every rank's per-batch rows, in batch order, on every rank.
+
+    Each rank fills its own rows of a zero table and the tables are summed: adding zeros is exact, and
+    float64 holds the float32 loss sums and the counts exactly.
+    """
+    table = torch.zeros(n_batches, 4, dtype=torch.float64)
+    if rows:
+        table[rank::world] = torch.tensor(rows, dtype=torch.float64)
+    on = device if dist.get_backend() == "nccl" else torch.device("cpu")  # NCCL reduces GPU tensors only
+    table = table.to(on)
+    dist.all_reduce(table)
+    return table.cpu().tolist()
 
 
 def _len_or_none(loader: Iterable) -> int | None:
