@@ -48,7 +48,12 @@ class ClaimFailed(AssertionError):
 
 
 def _fmt(value: object, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, fmt)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v, fmt) for v in value)
+    # a "]" would end the sanitizer's [measured …] marker early
+    return str(value).replace("[", "(").replace("]", ")")
 
 
 def claim(statement: str, holds: bool, measured: object = None, fmt: str = "g") -> Claim:
@@ -69,10 +74,11 @@ def at_least(what: str, value: float | int, bound: float | int, fmt: str = "g", 
     return claim(f"{what} at least {bound:g}{unit}", value >= bound, _fmt(value, fmt) + unit)
 
 
-def check(*claims: Claim | Iterable[Claim], quiet: bool = False) -> list[Claim]:
+def check(*claims: Claim | Iterable[Claim], quiet: bool = False) -> None:
     """Print one line per claim (unless ``quiet``) and raise :class:`ClaimFailed` if any does not hold.
 
-    Accepts claims and iterables of claims (a notebook's claim set); returns them as one list."""
+    Accepts claims and iterables of claims (a notebook's claim set). Returns nothing, so a notebook cell
+    ending in ``check(...)`` shows the printed lines only, never a repr with the measured values."""
     flat: list[Claim] = []
     for item in claims:
         flat.extend([item] if isinstance(item, Claim) else item)
@@ -84,4 +90,3 @@ def check(*claims: Claim | Iterable[Claim], quiet: bool = False) -> list[Claim]:
     failed = [c for c in flat if not c.holds]
     if failed:
         raise ClaimFailed("claims that do not hold on this machine:\n" + "\n".join(f"  {c}" for c in failed))
-    return flat
