@@ -54,6 +54,22 @@ def test_alpha_delta_run_button_adds_a_point():
     assert "unique" in ex.info.value and not ex.button.disabled
 
 
+@pytest.mark.slow
+def test_alpha_delta_choose_button_searches_and_moves_the_slider(tmp_path, monkeypatch):
+    monkeypatch.setenv("WFN_CACHE", str(tmp_path))
+    ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 1.0), epochs_per_iteration=0)
+    ex.show()
+    n = len(ex.rows)
+    ex.alpha.value = 1.0
+    ex.choose_button.click()
+    chosen = ex.rows[-1]
+    assert len(ex.rows) == n + 1 and chosen["alpha"] == 1.0 and chosen["split"] == "val"
+    assert ex.delta.value == pytest.approx(chosen["delta"], rel=0.05)  # the log slider snaps to its steps
+    assert 100 * (chosen["baseline_top1"] - chosen["top1"]) <= 0.5 + 1e-9
+    assert "chose δ" in ex.info.value and 0 < ex.bar.value <= ex.bar.max <= 6
+    assert not ex.button.disabled and not ex.choose_button.disabled
+
+
 def test_alpha_delta_bad_setting_shows_a_message(monkeypatch):
     ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 0.4, 1.0))
     n = len(ex.rows)

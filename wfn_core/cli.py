@@ -17,6 +17,37 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _delta_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number >= 0")
+    return value
+
+
+def _add_search_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    from .delta_search import DEFAULT_MAX_RUNS
+    from .sweep import PRESET_MAX_DROP
+
+    p.add_argument("--max-drop", type=_non_negative_float, default=None,
+                   help=f"{prefix}accuracy budget: validation top-1 points below fp32 (default {PRESET_MAX_DROP})")
+    p.add_argument("--max-runs", type=_positive_int, default=None,
+                   help=f"{prefix}most full WFN runs the search may use, cached ones included "
+                        f"(default {DEFAULT_MAX_RUNS})")
+    p.add_argument("--cache", type=Path, default=None,
+                   help=f"{prefix}folder caching the search's runs "
+                        "(default: $WFN_CACHE/delta_search, else ~/.cache/wfn/delta_search)")
+    p.add_argument("--no-cache", action="store_true", help=f"{prefix}neither read nor write the cache")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .pretrain import DIGITS_BASELINE_RECIPE as R
 
@@ -44,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel.",
     )
     p.add_argument("--preset", required=True, help="named settings: " + ", ".join(_preset_names()))
-    p.add_argument("--delta", type=float, default=None, help="base relative distance δ in (0, 1) (default: preset's)")
+    p.add_argument("--delta", type=_delta_arg, default=None,
+                   help="base relative distance δ in (0, 1), or auto: search it on the validation split first "
+                        "(see the search verb; writes search.json and records it in summary.json) (default: preset's)")
     p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
@@ -61,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
+    _add_search_options(p, prefix="with --delta auto: ")
+    p = verbs.add_parser(
+        "search",
+        help="search the largest δ within an accuracy budget on the validation split",
+        description="Bracket δ with the no-retraining proxy, then bisect on log δ with at most --max-runs full "
+        "WFN runs, each evaluated on the validation split (never the test split). Writes search.json to --out; "
+        "runs are cached, so the same search again finishes in seconds.",
+    )
+    p.add_argument("--preset", required=True, help="named settings with a validation split: digits")
+    p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
+    p.add_argument("--weights", type=Path, default=None, help="starting state_dict (default: the preset's model)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (search.json)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
+    _add_search_options(p)
     p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset on the validation split (the notebooks' trade-off curves)")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
     p.add_argument("--deltas", type=float, nargs="+", default=None, help="δ values (default: 0.0075 0.01 0.015 0.02 0.025 0.03 0.04)")
@@ -116,18 +167,62 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_kwargs(args: argparse.Namespace) -> dict:
+    """The search options given on the command line, as :func:`~wfn_core.delta_search.search_delta` keywords."""
+    kwargs: dict = {k: v for k, v in (("max_drop", args.max_drop), ("max_runs", args.max_runs)) if v is not None}
+    if args.no_cache and args.cache is not None:
+        raise ValueError("--cache and --no-cache contradict each other: give one of them")
+    if args.no_cache or args.cache is not None:
+        kwargs["cache"] = False if args.no_cache else args.cache
+    return kwargs
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _run(args: argparse.Namespace) -> int:
     from .runner import run_preset
 
-    overrides = {k: v for k, v in (("delta", args.delta), ("alpha", args.alpha), ("seed", args.seed),
-                                    ("epochs_per_iteration", args.epochs), ("batch_size", args.batch_size))
+    auto = args.delta == "auto"
+    search = _search_kwargs(args)
+    if search and not auto:
+        raise ValueError("--max-drop, --max-runs, --cache and --no-cache apply only with --delta auto")
+    overrides = {k: v for k, v in (("delta", None if auto else args.delta), ("alpha", args.alpha),
+                                    ("seed", args.seed), ("epochs_per_iteration", args.epochs),
+                                    ("batch_size", args.batch_size))
                  if v is not None}
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     run_preset(args.preset, args.out, overrides=overrides, weights=args.weights, data_root=args.data_root,
-               resume=args.resume, device=args.device, lr_scaling=args.lr_scaling)
+               resume=args.resume, device=args.device, lr_scaling=args.lr_scaling,
+               delta_search=search if auto else None)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .delta_search import search_preset, write_search
+
+    overrides = {k: v for k, v in (("alpha", args.alpha), ("seed", args.seed), ("epochs_per_iteration", args.epochs))
+                 if v is not None}
+    _set_threads(args.threads)
+    found = search_preset(args.preset, overrides=overrides, weights=args.weights, device=args.device,
+                          **_search_kwargs(args))
+    path = write_search(found, args.out / "search.json")
+    print(found.table())
+    if found.delta is None:
+        print(f"error: no δ found: {found.reason}; the runs are in {path}", file=sys.stderr)
+        return 1
+    chosen, seed = found.chosen, found.extra["seed"]
+    print(
+        f"{args.preset}: δ = {found.delta:g} within {found.max_drop:g} validation points of fp32 "
+        f"(drop {chosen['drop']:.2f}, {chosen['unique']} unique values, {chosen['entropy_bits']:.2f} bits); "
+        f"{found.full_runs} full runs ({found.new_runs} new), {found.seconds:.1f} s; wrote {path}"
+    )
+    print(f"run it (evaluated on the test split): python -m wfn_core run --preset {args.preset} "
+          f"--delta {found.delta:g} --seed {seed} --out runs/{args.preset}-delta-{found.delta:g}")
     return 0
 
 
@@ -163,7 +258,8 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "sweep": _sweep, "notebooks": _notebooks, "export": _export}
+    handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "search": _search,
+                "sweep": _sweep, "notebooks": _notebooks, "export": _export}
     try:
         return handlers[args.verb](args)
     except (ValueError, FileNotFoundError) as exc:

@@ -6,7 +6,7 @@ face colour so they stay readable on dark notebook themes; axes are labelled wit
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,6 +19,7 @@ from .centres import ZERO_THRESHOLD, candidate_centres
 from .metrics import order_histogram
 
 __all__ = [
+    "plot_delta_search",
     "new_figure",
     "weight_histogram",
     "plot_candidates",
@@ -214,5 +215,35 @@ def plot_comparison(rows: Sequence[dict]) -> Figure:
         ax.legend(fontsize=8, loc="lower right")
     axes[0].set_title("WFN (stars): fewest values at full accuracy", fontsize=10)
     axes[1].set_title("and the lowest entropy", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_delta_search(result: Any) -> Figure:
+    """A δ search (:class:`~wfn_core.delta_search.DeltaSearchResult`): validation top-1 against δ (log) and
+    against unique values, proxy points (no retraining) hollow, full runs filled (green within budget, red
+    not), the chosen δ starred, fp32 and the budget as lines."""
+    fig, axes = new_figure(2, width=5.2, height=3.8)
+    base = 100 * result.baseline_top1
+    points = result.points
+    for ax, key, label in zip(axes, ("delta", "unique"), ("δ (log scale)", "unique values (log scale)")):
+        proxy = [p for p in points if p["kind"] == "proxy"]
+        ax.plot([p[key] for p in proxy], [100 * p["val_top1"] for p in proxy], "o--", mfc="none", color="0.55",
+                label="proxy: no retraining")
+        for passed, colour, name in ((True, "tab:green", "full run, within budget"), (False, "tab:red", "full run, over budget")):
+            full = [p for p in points if p["kind"] == "full" and p["passed"] == passed]
+            if full:
+                ax.scatter([p[key] for p in full], [100 * p["val_top1"] for p in full], color=colour, zorder=3, label=name)
+        if result.chosen is not None:
+            ax.plot([result.chosen[key]], [100 * result.chosen["top1"]], "*", ms=16, color=WFN_COLOUR, label="chosen")
+        ax.axhline(base, color=FP32_COLOUR, ls="--", label="fp32")
+        ax.axhline(base - result.max_drop, color="k", ls=":", label=f"budget: -{result.max_drop:g} points")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation top-1 (%)")
+        ax.set_ylim(max(0.0, base - 10), 100.5)  # the budget region; collapsed proxy points sit below
+    axes[0].legend(fontsize=7, loc="lower left")
+    axes[0].set_title("Full runs decide; the proxy only brackets", fontsize=10)
+    axes[1].set_title("The chosen δ: fewest values within budget", fontsize=10)
     fig.tight_layout()
     return fig

@@ -36,17 +36,25 @@ SUMMARY_KEYS = (
 LR_SCALING = ("none", "linear")
 
 
-def build_preset(name: str, config: WFNConfig, weights: Path | None = None, data_root: Path | None = None):
-    """The trained model and the (train, test) loaders a preset starts from."""
+def build_preset(
+    name: str, config: WFNConfig, weights: Path | None = None, data_root: Path | None = None, eval_split: str = "test"
+):
+    """The trained model and the (train, eval) loaders a preset starts from; ``eval_split="val"`` gives the
+    validation split instead of the test split (where δ is searched; only the digits preset has one)."""
     from . import data, models
 
+    if eval_split != "test" and name != "digits":
+        raise ValueError(
+            f"eval_split={eval_split!r} is not allowed for preset={name!r}: only the digits preset has a validation "
+            f"split wired up, and a search must not measure on the test split"
+        )
     if name == "digits":
         if weights is None:
             model = models.load_pretrained_digits()
         else:
             model = models.DigitsCNN()
             model.load_state_dict(models.load_state_dict_file(weights))
-        return model, *data.digits(batch_size=config.batch_size, seed=config.seed)
+        return model, *data.digits(batch_size=config.batch_size, seed=config.seed, eval_split=eval_split)
     if name == "cifar10_resnet18":
         if weights is None:
             raise ValueError("preset cifar10_resnet18 needs --weights: a trained cifar_resnet18 state_dict")
@@ -132,6 +140,33 @@ def format_history(result: WFNResult) -> str:
     return "\n".join(lines)
 
 
+def _search_first(
+    name: str, config: WFNConfig, out: Path, weights: Path | None, data_root: Path | None, device: str | None,
+    search: dict[str, Any],
+) -> tuple[WFNConfig, dict[str, Any]]:
+    """Search δ on the validation split for ``config`` (its other settings as given); write
+    ``out/search.json``; return the config with that δ and what ``summary.json`` records about it."""
+    from .delta_search import search_preset, write_search
+
+    found = search_preset(name, config=config, weights=weights, data_root=data_root, device=device, **search)
+    write_search(found, out / "search.json")
+    if found.delta is None:
+        raise ValueError(f"--delta auto found no δ: {found.reason} (details in {out / 'search.json'})")
+    chosen = found.chosen
+    print(found.table())
+    print(f"δ = {found.delta:g} chosen on the validation split ({chosen['drop']:.2f} points below fp32, "
+          f"{found.full_runs} full runs, {found.new_runs} new); now the run, evaluated on the test split")
+    record = {
+        "delta": found.delta, "delta_source": "search",
+        "delta_search": {"split": found.split, "max_drop": found.max_drop, "max_runs": found.max_runs,
+                         "full_runs": found.full_runs, "new_runs": found.new_runs,
+                         "val_baseline_top1": found.baseline_top1, "val_top1": chosen["top1"],
+                         "val_drop": chosen["drop"], "bracket": list(found.bracket), "reason": found.reason,
+                         "file": "search.json"},
+    }
+    return config.replace(delta=found.delta), record
+
+
 def run_preset(
     name: str,
     out: str | Path,
@@ -141,12 +176,17 @@ def run_preset(
     resume: bool = False,
     device: str | None = None,
     lr_scaling: str = "none",
+    delta_search: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Run WFN with a preset and write its outputs to ``out``; returns the summary on rank 0.
 
     ``overrides["batch_size"]`` is the global batch (default: the preset's); under ``torchrun`` each
     rank trains on global batch / world size. ``lr_scaling`` (:data:`LR_SCALING`) says how the learning
     rate follows a global batch other than the preset's.
+
+    ``delta_search`` (keyword arguments of :func:`wfn_core.delta_search.search_delta`, ``{}`` for its
+    defaults) chooses δ first, on the validation split (``--delta auto``): the search goes to
+    ``search.json`` and ``summary.json`` records ``delta``, ``delta_source`` and ``delta_search``.
     """
     config = scaled_config(name, overrides, lr_scaling)
     out = Path(out)
@@ -154,6 +194,14 @@ def run_preset(
         raise ValueError(f"{out} already holds a WFN run; pass --resume to continue it, or choose another --out")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     batch = per_rank_batch(config.batch_size, world)  # refused here, before any process group or data
+    chosen: dict[str, Any] = {}
+    if delta_search is not None:
+        if world > 1:
+            raise ValueError(
+                "--delta auto is not supported under torchrun: run `python -m wfn_core search` in one process "
+                "first, then pass the δ it prints with --delta"
+            )
+        config, chosen = _search_first(name, config, out, weights, data_root, device, delta_search)
     distributed = world > 1
     if distributed and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
@@ -176,7 +224,7 @@ def run_preset(
         if rank != 0:
             return None
         setup = {"world_size": world, "batch_per_rank": batch, "global_batch": config.batch_size,
-                 "lr": config.lr, "lr_scaling": lr_scaling}
+                 "lr": config.lr, "lr_scaling": lr_scaling, **chosen}
         summary = write_run_outputs(result, out, seconds, setup)
         print(format_history(result))
         spread = f"; {world} processes x batch {batch} = global batch {config.batch_size}" if distributed else ""

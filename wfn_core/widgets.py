@@ -21,7 +21,7 @@ from .clustering import DEFAULT_FRACTIONS, cluster_schedule
 from .fixable import fixable_parameters, flat_values, set_flat_values
 from .metrics import summary
 from .plots import FP32_COLOUR, WFN_COLOUR, new_figure, weight_histogram
-from .sweep import SWEEP_FIELDS, read_sweep, run_point, summarise_sweep
+from .sweep import PRESET_MAX_DROP, SWEEP_FIELDS, SWEEP_SPLIT, read_sweep, run_point, summarise_sweep
 from .training import evaluate
 
 __all__ = ["explore_delta", "DeltaExplorer", "plot_tradeoffs", "AlphaDeltaExplorer"]
@@ -149,11 +149,15 @@ class AlphaDeltaExplorer:
         self.delta = W.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.05, description="δ",
                                       readout_format=".4f")
         self.button = W.Button(description="Run this point", icon="play")
+        self.choose_button = W.Button(description=f"Choose δ (≤ {PRESET_MAX_DROP:g} points)", icon="search",
+                                      tooltip="search the largest δ within the budget at this α (validation split)")
         self.bar = W.IntProgress(value=0, min=0, max=1, description="run")
         self.info = W.HTML()
         self.output = W.Output()
         self.button.on_click(lambda _: self.run())
-        self.widget = W.VBox([W.HBox([self.alpha, self.delta, self.button, self.bar]), self.info, self.output])
+        self.choose_button.on_click(lambda _: self.choose())
+        self.widget = W.VBox([W.HBox([self.alpha, self.delta, self.button, self.choose_button, self.bar]),
+                              self.info, self.output])
 
     def redraw(self, highlight: dict[str, Any] | None = None) -> None:
         _show(self.output, plot_tradeoffs(self.rows, highlight))
@@ -174,6 +178,43 @@ class AlphaDeltaExplorer:
         self.info.value = (
             f"α = {alpha:g}, δ = {delta:.4g}: validation top-1 <b>{100 * row['top1']:.1f}%</b>, <b>{row['unique']}</b> unique "
             f"values, <b>{row['entropy_bits']:.2f}</b> bits ({row['seconds']:.1f} s)"
+        )
+        self.redraw(highlight=row)
+        return row
+
+    def choose(self, max_drop: float = PRESET_MAX_DROP) -> dict[str, Any] | None:
+        """Let the library choose δ at the slider's α (:func:`~wfn_core.delta_search.search_preset`, on the
+        validation split); move the δ slider there and add the chosen run to the curves."""
+        from .delta_search import search_preset
+
+        alpha = float(self.alpha.value)
+        self.bar.value, self.bar.max, self.bar.description = 0, 1, "search"
+        self.button.disabled = self.choose_button.disabled = True
+
+        def moved(point: dict[str, Any]) -> None:
+            if point["stage"] == "full":  # one tick per full run: those are what cost time
+                self.bar.max, self.bar.value = point["max_runs"], point["index"]
+
+        try:
+            found = search_preset("digits", overrides={"alpha": alpha, **self.run_overrides}, max_drop=max_drop,
+                                  callback=moved)
+        except ValueError as exc:
+            self.info.value = f"<span style='color:#c44'>Cannot search at α = {alpha}: {exc}</span>"
+            return None
+        finally:
+            self.button.disabled = self.choose_button.disabled = False
+            self.bar.description = "run"
+        if found.delta is None:
+            self.info.value = f"<span style='color:#c44'>No δ found at α = {alpha:g}: {found.reason}</span>"
+            return None
+        chosen = found.chosen
+        row = {"alpha": alpha, "seed": found.extra["seed"], "split": SWEEP_SPLIT, **chosen}
+        self.rows.append({k: row[k] for k in SWEEP_FIELDS})
+        self.delta.value = found.delta
+        self.info.value = (
+            f"α = {alpha:g}: chose δ = <b>{found.delta:.4g}</b> in {found.full_runs} full runs "
+            f"({found.new_runs} new): validation top-1 <b>{100 * chosen['top1']:.1f}%</b> "
+            f"({chosen['drop']:+.2f} points), <b>{chosen['unique']}</b> unique values"
         )
         self.redraw(highlight=row)
         return row
