@@ -113,7 +113,7 @@ def test_a_second_search_comes_from_the_cache_and_a_larger_budget_reuses_it(mlp,
     assert calls["n"] == larger.new_runs == larger.full_runs - len(cached)
 
 
-def test_the_cache_key_follows_model_settings_and_data_but_not_delta(mlp):
+def test_the_cache_key_follows_model_settings_data_and_cpu_but_not_delta(mlp, monkeypatch):
     model, train, val = mlp
     key = DS.cache_key(model, CONFIG, train, val)
     assert DS.cache_key(model, CONFIG.replace(delta=0.05), train, val) == key
@@ -123,6 +123,15 @@ def test_the_cache_key_follows_model_settings_and_data_but_not_delta(mlp):
     with torch.no_grad():
         other[0].bias[0] += 1e-6
     assert DS.cache_key(other, CONFIG, train, val) != key
+    # another thread count or CPU kernel set trains another network: not the same cache entry
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        assert DS.cache_key(model, CONFIG, train, val) != key
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(DS.torch.backends.cpu, "get_cpu_capability", lambda: "EMULATED")
+    assert DS.cache_key(model, CONFIG, train, val) != key
 
 
 @pytest.mark.parametrize("max_runs", [1, 2, 4])
