@@ -33,6 +33,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _add_setting_options(p: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``search`` both take: overrides of the preset, its starting weights, device, threads."""
+    p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
+    p.add_argument("--weights", type=Path, default=None, help="starting state_dict (default: the preset's model)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
+
+
+def _overrides(args: argparse.Namespace, **extra: object) -> dict:
+    """The preset fields the command line sets (α, seed, epochs and ``extra``), leaving out those not given."""
+    given = {"alpha": args.alpha, "seed": args.seed, "epochs_per_iteration": args.epochs, **extra}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _add_search_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     from .delta_search import DEFAULT_MAX_RUNS
     from .sweep import PRESET_MAX_DROP
@@ -78,39 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=_delta_arg, default=None,
                    help="base relative distance δ in (0, 1), or auto: search it on the validation split first "
                         "(see the search verb; writes search.json and records it in summary.json) (default: preset's)")
-    p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
-    p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
+    _add_setting_options(p)
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="global batch: images per optimiser step over all torchrun processes, each of which "
                         "trains on batch-size / processes (default: preset's)")
     p.add_argument("--lr-scaling", choices=["none", "linear"], default="none",
                    help="learning rate for a batch other than the preset's: none keeps the preset's, linear "
                         "multiplies it by batch-size / preset's batch (default: none)")
-    p.add_argument("--weights", type=Path, default=None, help="starting state_dict (default: the preset's model)")
     p.add_argument("--data-root", type=Path, default=None, help="data set root (CIFAR-10/ImageNet presets)")
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoint, model, history, summary)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete iteration in --out")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
     _add_search_options(p, prefix="with --delta auto: ")
     p = verbs.add_parser(
         "search",
         help="search the largest δ within an accuracy budget on the validation split",
         description="Bracket δ with the no-retraining proxy, then bisect on log δ with at most --max-runs full "
-        "WFN runs, each evaluated on the validation split (never the test split). Writes search.json to --out; "
+        "WFN runs, each evaluated on the validation split (never the test split). Writes search.json and search.png to --out; "
         "runs are cached, so the same search again finishes in seconds.",
     )
     p.add_argument("--preset", required=True, help="named settings with a validation split: digits")
-    p.add_argument("--alpha", type=float, default=None, help="regularisation ratio α >= 0 (default: preset's)")
-    p.add_argument("--seed", type=int, default=None, help="seed (default: preset's)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per fixing iteration (default: preset's)")
-    p.add_argument("--weights", type=Path, default=None, help="starting state_dict (default: the preset's model)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (search.json)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice; results on the CPU depend on it)")
+    _add_setting_options(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (search.json, search.png)")
     _add_search_options(p)
     p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset on the validation split (the notebooks' trade-off curves)")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
@@ -191,10 +196,7 @@ def _run(args: argparse.Namespace) -> int:
     search = _search_kwargs(args)
     if search and not auto:
         raise ValueError("--max-drop, --max-runs, --cache and --no-cache apply only with --delta auto")
-    overrides = {k: v for k, v in (("delta", None if auto else args.delta), ("alpha", args.alpha),
-                                    ("seed", args.seed), ("epochs_per_iteration", args.epochs),
-                                    ("batch_size", args.batch_size))
-                 if v is not None}
+    overrides = _overrides(args, delta=None if auto else args.delta, batch_size=args.batch_size)
     _set_threads(args.threads)
     run_preset(args.preset, args.out, overrides=overrides, weights=args.weights, data_root=args.data_root,
                resume=args.resume, device=args.device, lr_scaling=args.lr_scaling,
@@ -205,8 +207,7 @@ def _run(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from .delta_search import search_preset, write_search
 
-    overrides = {k: v for k, v in (("alpha", args.alpha), ("seed", args.seed), ("epochs_per_iteration", args.epochs))
-                 if v is not None}
+    overrides = _overrides(args)
     _set_threads(args.threads)
     found = search_preset(args.preset, overrides=overrides, weights=args.weights, device=args.device,
                           **_search_kwargs(args))

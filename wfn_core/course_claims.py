@@ -17,7 +17,8 @@ from .claims import Claim, at_least, at_most, claim
 
 __all__ = [
     "MAX_DROP_POINTS", "MAX_UNIQUE", "MAX_ENTROPY_BITS", "MIN_SINGLE_POWER_SHARE", "MIN_TOP5_SHARE",
-    "MAX_DROP_VS_4BIT_POINTS", "MIN_UNIQUE_RATIO", "MIN_ENTROPY_RATIO", "TEST_IMAGE_POINTS",
+    "MAX_DROP_VS_4BIT_POINTS", "MIN_UNIQUE_RATIO", "MIN_ENTROPY_RATIO", "MIN_EXPORT_SHRINK",
+    "TEST_IMAGE_POINTS",
     "fp32_claims", "wfn_run_claims", "permanent_fixing_claims", "histogram_claims",
     "no_retraining_claims", "delta_search_claims", "comparison_claims", "export_claims", "shift_add_claims",
 ]

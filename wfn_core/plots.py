@@ -19,7 +19,6 @@ from .centres import ZERO_THRESHOLD, candidate_centres
 from .metrics import order_histogram
 
 __all__ = [
-    "plot_delta_search",
     "new_figure",
     "weight_histogram",
     "plot_candidates",
@@ -29,6 +28,7 @@ __all__ = [
     "plot_per_layer",
     "top_values",
     "plot_comparison",
+    "plot_delta_search",
 ]
 
 FP32_COLOUR, WFN_COLOUR = "#4C72B0", "#DD8452"

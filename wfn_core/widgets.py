@@ -121,6 +121,7 @@ def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | N
             if low:
                 ax.scatter(*zip(*low), color=colour, marker="v", s=80, zorder=4)
     base = 100 * sum(r["baseline_top1"] for r in rows) / len(rows)
+    split = "validation" if all(r.get("split", "val") == "val" for r in rows) else "test"
     for ax, (label, log) in zip(axes, (("unique values (log scale)", True), ("entropy (bits per weight)", False))):
         ax.axhline(base, color=FP32_COLOUR, ls="--", label="fp32 baseline")
         if highlight is not None:
@@ -129,7 +130,6 @@ def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | N
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
-        split = "validation" if all(r.get("split", "val") == "val" for r in rows) else "test"
         ax.set_ylabel(f"{split} top-1 (%); ▼ = below 95%")
         ax.set_ylim(floor - 0.3, 100.3)
         ax.legend(fontsize=8)
