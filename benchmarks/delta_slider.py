@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from wfn_core.data import digits  # noqa: E402
 from wfn_core.models import load_pretrained_digits  # noqa: E402
-from wfn_core.widgets import DeltaExplorer  # noqa: E402
+from wfn_core.course.widgets import DeltaExplorer  # noqa: E402
 
 
 

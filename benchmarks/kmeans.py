@@ -1,4 +1,4 @@
-"""Time the sorted 1-D k-means of ``wfn_core.baselines.kmeans_1d`` against a dense N x k assignment.
+"""Time the sorted 1-D k-means of ``wfn_core.compare.baselines.kmeans_1d`` against a dense N x k assignment.
 
 1. Sorted Lloyd (one sort and one float64 cumulative sum, then per iteration ``searchsorted`` of the
    k − 1 midpoints and segment sums) on 11,680,000 float32 values (ResNet-18's size), k = 32,
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from wfn_core.baselines import kmeans_1d
+from wfn_core.compare.baselines import kmeans_1d
 
 N_LARGE, N_DENSE, K, ITERS = 11_680_000, 1_000_000, 32, 20
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from wfn_core.clustering import ClusterResult, cluster, cluster_schedule
 from wfn_core.config import preset
-from wfn_core.fixing import WeightFixer
+from wfn_core.freezing import WeightFixer
 from wfn_core.models import DigitsCNN, cifar_resnet18, load_pretrained_digits
 from wfn_core.regulariser import ClusterRegulariser
 

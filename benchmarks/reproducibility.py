@@ -4,7 +4,7 @@ CPU results depend on the vector kernels a CPU has and on the thread count. This
 machines on this one: it reruns the claim-bearing computations of the notebooks in fresh processes under
 ``ATEN_CPU_CAPABILITY`` = ``default`` (no vector kernels: the closest emulation of a CPU we do not have,
 such as a student's ARM Mac), ``avx2`` and, where this CPU has it, ``avx512``, each with 1 and 2 torch
-threads and seeds 0, 1 and 2, and evaluates the claim sets of :mod:`wfn_core.course_claims` exactly as
+threads and seeds 0, 1 and 2, and evaluates the claim sets of :mod:`wfn_core.course.checks` exactly as
 the notebooks do. It prints one row per claim and one column per configuration (``y`` holds, ``N`` does
 not), then the measured spread of the key figures the bounds were chosen from. Exit status 1 if any
 claim fails anywhere.
@@ -43,17 +43,17 @@ def worker(seed: int, threads: int) -> dict:
     """Run what the notebooks run (with this seed and thread count) and evaluate their claims."""
     import torch
 
-    from wfn_core import course_claims as CC
+    from wfn_core.course import checks as CC
     from wfn_core import evaluate, load_pretrained_digits, preset, run_wfn, search_preset, summary
-    from wfn_core.baselines import compare, default_methods, paper_claim
+    from wfn_core.compare.baselines import compare, default_methods, paper_claim
     from wfn_core.data import digits
-    from wfn_core.export import load_compressed, save_compressed
+    from wfn_core.compare.export import load_compressed, save_compressed
     from wfn_core.metrics import order_histogram
     from wfn_core.models import DigitsCNN
-    from wfn_core.plots import top_values
-    from wfn_core.shiftadd import convert_to_shift_add, count_operations
+    from wfn_core.course.plots import top_values
+    from wfn_core.compare.shiftadd import convert_to_shift_add, count_operations
     from wfn_core.training import seed_everything
-    from wfn_core.widgets import explore_delta
+    from wfn_core.course.widgets import explore_delta
 
     seed_everything(seed, threads=threads)
     train, test = digits(seed=seed)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from wfn_core import baselines as B
+from wfn_core.compare import baselines as B
 from wfn_core.fixable import fixable_parameters
 from wfn_core.metrics import summary
 from wfn_core.training import evaluate
@@ -395,7 +395,7 @@ def test_format_table_rounds_accuracy_entropy_and_keeps_counts_exact():
 
 
 def test_compressed_bytes_is_none_without_an_export_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "wfn_core.export", None)
+    monkeypatch.setitem(sys.modules, "wfn_core.compare.export", None)
     assert B.compressed_bytes(tiny()) is None
 
 
@@ -439,7 +439,7 @@ def test_bad_input_is_refused_with_the_value_and_what_is_allowed(call, match):
 
 
 def test_a_parametrised_model_is_refused():
-    from wfn_core.fixing import WeightFixer
+    from wfn_core.freezing import WeightFixer
 
     model = tiny()
     WeightFixer(model)
@@ -448,7 +448,7 @@ def test_a_parametrised_model_is_refused():
 
 
 def test_paper_claim_picks_the_most_accurate_per_layer_4_bit_row():
-    from wfn_core.baselines import paper_claim
+    from wfn_core.compare.baselines import paper_claim
 
     def row(method, top1, unique, entropy):
         return {"method": method, "top1": top1, "unique_nonzero": unique, "entropy_bits_nonzero": entropy}

@@ -1,7 +1,7 @@
 import pytest
 
-from wfn_core import course_claims as CC
-from wfn_core.claims import CLAIM_LINE, MEASURED, ClaimFailed, at_least, at_most, check, claim
+from wfn_core.course import checks as CC
+from wfn_core.course.claims import CLAIM_LINE, MEASURED, ClaimFailed, at_least, at_most, check, claim
 
 
 def test_a_claim_prints_its_statement_verdict_and_masked_measurement(capsys):

@@ -21,11 +21,11 @@ import torch.multiprocessing as mp
 import wfn_core.pipeline as pipeline
 from wfn_core.cli import main
 from wfn_core.config import preset
-from wfn_core.course_claims import MAX_DROP_POINTS, MAX_ENTROPY_BITS, MAX_UNIQUE
+from wfn_core.course.checks import MAX_DROP_POINTS, MAX_ENTROPY_BITS, MAX_UNIQUE
 from wfn_core.data import digits
 from wfn_core.models import load_pretrained_digits
 from wfn_core.pipeline import CHECKPOINT_NAME, run_wfn
-from wfn_core.runner import distributed_loader, per_rank_batch, scaled_config
+from wfn_core.cli import distributed_loader, per_rank_batch, scaled_config
 from wfn_core.training import evaluate
 
 CONFIG = dict(fractions=(0.5, 0.9, 1.0), epochs_per_iteration=1)

@@ -14,7 +14,8 @@ import wfn_core.data as data
 import wfn_core.delta_search as DS
 from wfn_core import WFNConfig, load_pretrained_digits, run_wfn, search_delta, search_preset
 from wfn_core.cli import main
-from wfn_core.runner import build_preset, run_preset
+from wfn_core.cli import run_preset
+from wfn_core.config import build_preset
 
 # Two fixing iterations of one epoch: a full run of the MLP below takes a fraction of a second.
 CONFIG = WFNConfig(delta=0.01, alpha=1.0, lr=1e-3, fractions=(0.5, 1.0), epochs_per_iteration=1, batch_size=64)

@@ -7,7 +7,7 @@ import torch
 
 from wfn_core import DEFAULT_FRACTIONS, cluster, fixable_parameters, load_pretrained_digits
 from wfn_core.clustering import cluster_schedule, delta_schedule
-from wfn_core.explain import first_pass
+from wfn_core.course.explain import first_pass
 from wfn_core.fixable import flat_values, set_flat_values
 
 

@@ -11,16 +11,16 @@ from wfn_core.centres import candidate_centres
 from wfn_core.clustering import cluster
 from wfn_core.config import preset
 from wfn_core.data import digits
-from wfn_core.export import (
+from wfn_core.compare.export import (
     FORMAT_VERSION, MAGIC, CompressedFileError, export_cli, export_run, load_compressed, read_manifest,
     save_compressed,
 )
 from wfn_core.fixable import fixable_parameters
-from wfn_core.fixing import WeightFixer
+from wfn_core.freezing import WeightFixer
 from wfn_core.metrics import entropy_bits
 from wfn_core.models import DigitsCNN, cifar_resnet18, load_pretrained_digits
 from wfn_core.pipeline import run_wfn
-from wfn_core.runner import write_run_outputs
+from wfn_core.cli import write_run_outputs
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -142,7 +142,7 @@ def test_non_float32_fixable_tensors_round_trip(tmp_path):
 
 
 def test_unfixed_model_with_too_many_values_is_refused(tmp_path, monkeypatch):
-    from wfn_core import export
+    from wfn_core.compare import export
 
     monkeypatch.setattr(export, "MAX_SYMBOLS", 1000)
     with pytest.raises(ValueError, match="not weight-fixed"):

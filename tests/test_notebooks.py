@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wfn_core.claims import CLAIM_LINE
+from wfn_core.course.claims import CLAIM_LINE
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_quickstart", "01_apot_centres", "02_relative_distance_clustering", "03_regularised_retraining",
@@ -28,7 +28,7 @@ def test_notebook_structure(path):
         assert word in intro, f"{path.name} does not open with its {word.lower()}"
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert any(src.startswith("# NBVAL_CHECK_OUTPUT") for src in code), f"{path.name} has no checked cell"
-    assert any("check(" in src for src in code), f"{path.name} checks no claims (wfn_core.claims.check)"
+    assert any("check(" in src for src in code), f"{path.name} checks no claims (wfn_core.course.claims.check)"
     assert all(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"), \
         f"{path.name} is committed without outputs: run `make notebooks`"
     meta = json.loads(path.read_text())["metadata"]
@@ -67,7 +67,7 @@ def test_checked_cells_print_claims_not_numbers(path):
         for line in lines:
             assert CLAIM_LINE.match(line) and line.endswith(("yes", "]")), (
                 f"{path.name} cell {i} prints {line!r}: a checked cell prints only claims that hold "
-                "(wfn_core.claims.check); exact numbers belong in an unchecked cell"
+                "(wfn_core.course.claims.check); exact numbers belong in an unchecked cell"
             )
 
 

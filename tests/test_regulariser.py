@@ -57,7 +57,7 @@ def test_bad_settings(kwargs, match):
 
 def _fixed_digits_model(fraction=0.3):
     from wfn_core.clustering import cluster
-    from wfn_core.fixing import WeightFixer
+    from wfn_core.freezing import WeightFixer
     from wfn_core.models import DigitsCNN
 
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def test_fixer_loss_guards_a_zero_penalty_and_nothing_fixed():
     assert loss.item() == 1.5 and ce.grad.item() == 1.0
     assert all(torch.all(p.grad == 0) for p in fixer._originals())
 
-    from wfn_core.fixing import WeightFixer
+    from wfn_core.freezing import WeightFixer
     from wfn_core.models import DigitsCNN
 
     fresh = WeightFixer(DigitsCNN().double())  # nothing fixed: every value is free

@@ -1,6 +1,6 @@
 """Multiply-free inference: shift-add layers match the float layers within the fixed-point rounding bound.
 
-The bound (derived in ``wfn_core/shiftadd.py``'s docstring) for output ``o`` with ``F`` fractional bits:
+The bound (derived in ``wfn_core/compare/shiftadd.py``'s docstring) for output ``o`` with ``F`` fractional bits:
 the input rounding moves each ``x_j`` by at most ``2^(−F−1)``, hence the output by at most
 ``2^(−F−1)·‖w_o‖₁``; the integer accumulation of ``±(x_q << shift)`` is exact; the bias (converted at the
 accumulator scale, finer than ``2^−F``) and the single output rounding add at most ``2^(−F−1)`` each. So
@@ -18,7 +18,7 @@ from wfn_core.config import preset
 from wfn_core.data import digits
 from wfn_core.models import load_pretrained_digits
 from wfn_core.pipeline import run_wfn
-from wfn_core.shiftadd import (
+from wfn_core.compare.shiftadd import (
     ShiftAddLayer, convert_to_shift_add, count_operations, decompose, rounding_bound, shift_add_conv2d,
     shift_add_linear,
 )
@@ -199,7 +199,7 @@ class _Recorder(TorchFunctionMode):
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
 def test_integer_core_uses_only_shifts_and_additions(kind):
-    from wfn_core.shiftadd import _patches, to_fixed
+    from wfn_core.compare.shiftadd import _patches, to_fixed
 
     if kind == "linear":
         layer = nn.Linear(12, 5)

@@ -5,7 +5,7 @@ import torch
 
 from wfn_core.data import REPO_DATA_DIR, digits
 from wfn_core.models import load_pretrained_digits
-from wfn_core.widgets import AlphaDeltaExplorer, DeltaExplorer, explore_delta
+from wfn_core.course.widgets import AlphaDeltaExplorer, DeltaExplorer, explore_delta
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from .clustering import DEFAULT_FRACTIONS, ClusterResult, cluster, cluster_sched
 from .config import PRESETS, WFNConfig, preset
 from .delta_search import DeltaSearchResult, search_delta, search_preset
 from .fixable import fixable_parameters
-from .fixing import WeightFixer
+from .freezing import WeightFixer
 from .metrics import entropy_bits, order_histogram, power_of_two_share, summary, unique_count
 from .models import DigitsCNN, cifar_resnet18, load_pretrained_digits, torchvision_model
 from .pipeline import WFNResult, run_wfn

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .centres import ZERO_THRESHOLD, validate_zero_threshold
 from .clustering import DEFAULT_FRACTIONS
 
-__all__ = ["WFNConfig", "PRESETS", "preset"]
+__all__ = ["WFNConfig", "PRESETS", "PRESET_MAX_DROP", "preset", "build_preset"]
 
 OPTIMIZERS = ("adam", "sgd")
+
+#: The accuracy budget presets are chosen for: validation top-1 points below fp32 (the δ search's default).
+PRESET_MAX_DROP = 0.5
 
 
 def _finite(x: Any) -> bool:
@@ -88,7 +92,7 @@ class WFNConfig:
 
 PRESETS: dict[str, WFNConfig] = {
     # The embedded default: the shipped DigitsCNN on scikit-learn's digits. δ and α chosen on the
-    # validation split by wfn_core.sweep.choose_setting from data/sweep_alpha_delta.csv (`python -m
+    # validation split by wfn_core.course.sweep.choose_setting from data/sweep_alpha_delta.csv (`python -m
     # wfn_core sweep`): the fewest values with every seed within 0.5 validation points of fp32, and the
     # next δ up within budget too (margin against the cliff). A larger lr than the paper's: tiny model.
     "digits": WFNConfig(delta=0.02, alpha=1.0, lr=1e-3, epochs_per_iteration=3, batch_size=64),
@@ -104,3 +108,35 @@ def preset(name: str, **overrides: Any) -> WFNConfig:
     if name not in PRESETS:
         raise ValueError(f"preset={name!r} is unknown; allowed: {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+
+def build_preset(
+    name: str, config: WFNConfig, weights: Path | None = None, data_root: Path | None = None, eval_split: str = "test"
+):
+    """The trained model and the (train, eval) loaders a preset starts from; ``eval_split="val"`` gives the
+    validation split instead of the test split (where δ is searched; only the digits preset has one)."""
+    from . import data, models  # lazily: importing torchvision is slow, and settings need none of it
+
+    if eval_split != "test" and name != "digits":
+        raise ValueError(
+            f"eval_split={eval_split!r} is not allowed for preset={name!r}: only the digits preset has a validation "
+            f"split wired up, and a search must not measure on the test split"
+        )
+    if name == "digits":
+        if weights is None:
+            model = models.load_pretrained_digits()
+        else:
+            model = models.DigitsCNN()
+            model.load_state_dict(models.load_state_dict_file(weights))
+        return model, *data.digits(batch_size=config.batch_size, seed=config.seed, eval_split=eval_split)
+    if name == "cifar10_resnet18":
+        if weights is None:
+            raise ValueError("preset cifar10_resnet18 needs --weights: a trained cifar_resnet18 state_dict")
+        model = models.cifar_resnet18()
+        model.load_state_dict(models.load_state_dict_file(weights))
+        return model, *data.cifar10(root=data_root, batch_size=config.batch_size, seed=config.seed)
+    if name.startswith("imagenet_"):
+        arch = name.removeprefix("imagenet_")
+        model = models.torchvision_model(arch, weights=weights if weights is not None else "IMAGENET1K_V1")
+        return model, *data.imagenet(root=data_root, batch_size=config.batch_size, seed=config.seed)
+    raise ValueError(f"preset={name!r} has no model and data set wired up")

@@ -19,7 +19,7 @@ The search (what :func:`search_delta` does, step by step):
    values (ties: the larger δ), usually the bracket's lower end. Unique counts wobble by a few values
    between neighbouring δ, so a step below the edge sometimes has fewer. There is no other margin: the
    answer sits near the accuracy edge of this seed's runs, whereas the ``digits`` preset was chosen
-   over three seeds with a grid step to spare (:func:`wfn_core.sweep.choose_setting`).
+   over three seeds with a grid step to spare (:func:`wfn_core.course.sweep.choose_setting`).
 
 Where the proxy misleads, and why it cannot cost a δ a full run would accept:
 
@@ -65,7 +65,7 @@ from .fixable import fixable_parameters, flat_values, set_flat_values
 from .io import atomic_write_text
 from .metrics import summary
 from .pipeline import run_wfn
-from .sweep import PRESET_MAX_DROP
+from .config import PRESET_MAX_DROP
 from .training import default_device, evaluate, progress
 
 __all__ = [
@@ -471,7 +471,7 @@ def search_preset(
     ``overrides``, or ``config``); keyword arguments go to :func:`search_delta`. Presets without a
     validation split are refused rather than searched on their test split."""
     from .config import preset
-    from .runner import build_preset
+    from .config import build_preset
     from .training import seed_everything
 
     config = config if config is not None else preset(name, **(overrides or {}))
@@ -487,12 +487,12 @@ def search_preset(
 
 def write_search(result: DeltaSearchResult, path: str | Path, figure: bool = True) -> Path:
     """``result`` as JSON (``search.json``), atomically, and its trade-off figure beside it
-    (``search.png``, :func:`wfn_core.plots.plot_delta_search`) unless ``figure=False``."""
+    (``search.png``, :func:`wfn_core.course.plots.plot_delta_search`) unless ``figure=False``."""
     path = atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
     if figure:
         import matplotlib.pyplot as plt
 
-        from .plots import plot_delta_search
+        from .course.plots import plot_delta_search
 
         fig = plot_delta_search(result)
         tmp = path.with_name(f".{path.stem}.png.tmp")

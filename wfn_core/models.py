@@ -23,12 +23,15 @@ __all__ = [
     "sha256_file",
     "PRETRAINED_DIGITS",
     "PRETRAINED_DIGITS_SHA256",
+    "DIGITS_BASELINE_RECIPE",
 ]
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 #: The shipped pretrained digits model, and the SHA-256 it must have.
 PRETRAINED_DIGITS = "digits_cnn.pt"
+#: How it was made (``python -m wfn_core train-baseline``: :func:`wfn_core.training.train_baseline`).
+DIGITS_BASELINE_RECIPE = {"epochs": 20, "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 64, "seed": 0}
 PRETRAINED_DIGITS_SHA256 = "68ac457981404eedfa3764461620dbd2c7e933978f3fb8eb8e2aa35888b13bbd"
 
 

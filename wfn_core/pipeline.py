@@ -20,7 +20,7 @@ from torch.utils.data import DistributedSampler, RandomSampler
 
 from .clustering import ClusterResult, cluster, delta_schedule
 from .config import WFNConfig
-from .fixing import WeightFixer
+from .freezing import WeightFixer
 from .io import atomic_torch_save
 from .metrics import summary
 from .regulariser import ClusterRegulariser
@@ -47,7 +47,20 @@ class WFNResult:
 
     @property
     def final(self) -> dict[str, Any]:
+        """The last iteration's record (the finished run)."""
         return self.history[-1]
+
+    def table(self) -> str:
+        """A short table: the fp32 baseline, then one line per iteration."""
+        lines = [f"{'iter':>4} {'fixed':>7} {'delta_t':>8} {'top1':>7} {'unique':>7} {'H bits':>7} {'centres':>7}"]
+        b = self.baseline
+        lines.append(f"{'fp32':>4} {0:>7.3f} {'':>8} {100 * b['top1']:>7.1f} {b['unique']:>7} {b['entropy_bits']:>7.2f} {'':>7}")
+        for r in self.history:
+            lines.append(
+                f"{r['iteration']:>4} {r['fixed_fraction']:>7.3f} {r['delta_t']:>8.4f} {100 * r['top1']:>7.1f} "
+                f"{r['unique']:>7} {r['entropy_bits']:>7.2f} {r['centres']:>7}"
+            )
+        return "\n".join(lines)
 
 
 def _rank() -> int:
@@ -155,7 +168,7 @@ def run_wfn(
 
     Under ``torch.distributed`` (world size > 1) every rank calls it: ``train_loader`` is the rank's
     share (a :class:`~torch.utils.data.DistributedSampler`, batch = global batch / world size, as
-    :func:`wfn_core.runner.distributed_loader` builds it) and ``test_loader`` the whole evaluation set
+    :func:`wfn_core.cli.distributed_loader` builds it) and ``test_loader`` the whole evaluation set
     in a fixed order on every rank; each rank evaluates a share of its batches.
     """
     if not isinstance(config, WFNConfig):

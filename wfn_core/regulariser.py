@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from .centres import ZERO_THRESHOLD, validate_zero_threshold
-from .fixing import layout_views
+from .freezing import layout_views
 
 if TYPE_CHECKING:
-    from .fixing import WeightFixer
+    from .freezing import WeightFixer
 
 __all__ = ["ClusterRegulariser", "cluster_penalty"]
 
@@ -195,7 +195,7 @@ def cluster_penalty(
 class ClusterRegulariser:
     """``loss(ce, free_values, centres) = CE + λ L_reg`` with ``λ = stopgrad(α CE / L_reg)``.
 
-    ``fixer_loss(ce, fixer)`` is the same over a :class:`~wfn_core.fixing.WeightFixer`'s unfixed
+    ``fixer_loss(ce, fixer)`` is the same over a :class:`~wfn_core.freezing.WeightFixer`'s unfixed
     values and centres, and is what the pipeline calls every step.
     """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -16,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 from tqdm.auto import tqdm
 
+from .io import atomic_torch_save
+
 __all__ = [
     "default_device",
     "progress",
@@ -24,6 +27,7 @@ __all__ = [
     "train_epoch",
     "evaluate",
     "NonFiniteLossError",
+    "train_baseline",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -204,3 +208,33 @@ def _len_or_none(loader: Iterable) -> int | None:
         return len(loader)  # type: ignore[arg-type]
     except TypeError:
         return None
+
+
+def train_baseline(
+    model: nn.Module,
+    train_loader,
+    test_loader,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+) -> dict[str, float]:
+    """Train with Adam and a cosine learning-rate schedule; optionally save the ``state_dict``
+    atomically to ``out``. Returns the final test metrics (``top1``, ``top5``, ``loss``)."""
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs={epochs!r} must be a positive integer")
+    if not lr > 0:
+        raise ValueError(f"lr={lr!r} must be > 0")
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    for epoch in progress(range(epochs), desc="epochs"):
+        train_epoch(model, train_loader, optimizer, device=device, desc=f"epoch {epoch + 1}")
+        schedule.step()
+    metrics = evaluate(model, test_loader, device=device)
+    if out is not None:
+        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out)
+    return metrics

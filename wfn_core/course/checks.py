@@ -1,7 +1,7 @@
 """The claims the course notebooks make, with the bounds they are checked against.
 
-Each function takes what a notebook computed and returns its :class:`~wfn_core.claims.Claim` list; the
-notebook prints and asserts them with :func:`~wfn_core.claims.check`, and
+Each function takes what a notebook computed and returns its :class:`~wfn_core.course.claims.Claim` list; the
+notebook prints and asserts them with :func:`~wfn_core.course.claims.check`, and
 ``benchmarks/reproducibility.py`` evaluates the very same functions under other CPU kernels, thread counts
 and seeds. A bound is the worst value measured over that matrix plus a margin (each constant says which),
 and is still tight enough to catch a real regression (each says what would break it).
@@ -110,7 +110,7 @@ def histogram_claims(history: Sequence[Mapping[str, Any]], single_share: float, 
 
 def no_retraining_claims(points: Mapping[float, Mapping[str, Any]], baseline_top1: float) -> list[Claim]:
     """Clustering the trained network with the whole δ schedule and no retraining (notebook 05);
-    ``points`` maps δ to :func:`~wfn_core.widgets.explore_delta` metrics for δ = 0.005, 0.01 and 0.025."""
+    ``points`` maps δ to :func:`~wfn_core.course.widgets.explore_delta` metrics for δ = 0.005, 0.01 and 0.025."""
     small, large = points[0.005], points[0.025]
     deltas = sorted(points)
     unique = [points[d]["unique"] for d in deltas]
@@ -139,7 +139,7 @@ def delta_search_claims(found: Any) -> list[Claim]:
 
 
 def comparison_claims(claim_row: Mapping[str, Any]) -> list[Claim]:
-    """WFN against the best per-layer 4-bit quantiser (notebook 06), from :func:`~wfn_core.baselines.paper_claim`."""
+    """WFN against the best per-layer 4-bit quantiser (notebook 06), from :func:`~wfn_core.compare.baselines.paper_claim`."""
     gap = _points(claim_row["baseline_top1"] - claim_row["wfn_top1"])
     return [
         claim(f"WFN test top-1 within {MAX_DROP_VS_4BIT_POINTS} points of the best per-layer 4-bit method",
@@ -153,7 +153,7 @@ def comparison_claims(claim_row: Mapping[str, Any]) -> list[Claim]:
 
 
 def export_claims(report: Mapping[str, Any], round_trip: bool) -> list[Claim]:
-    """The compressed export of the preset's model (notebook 06), from :func:`~wfn_core.export.save_compressed`."""
+    """The compressed export of the preset's model (notebook 06), from :func:`~wfn_core.compare.export.save_compressed`."""
     shrink = 1 / report["ratio_to_fp32"]
     return [
         claim("the coded weights come within 1% of the entropy bound", report["ratio"] <= 1.01, f"{report['ratio']:.4f}"),
@@ -164,7 +164,7 @@ def export_claims(report: Mapping[str, Any], round_trip: bool) -> list[Claim]:
 
 
 def shift_add_claims(ops: Mapping[str, Any], same_predictions: bool) -> list[Claim]:
-    """Multiply-free inference of the preset's model (notebook 06), from :func:`~wfn_core.shiftadd.count_operations`."""
+    """Multiply-free inference of the preset's model (notebook 06), from :func:`~wfn_core.compare.shiftadd.count_operations`."""
     per = ops["shift_adds"] / ops["multiplications"]
     return [
         claim("at most 1.01 shift-adds per multiplication (most weights are one term)", per <= 1.01, f"{per:.4f}"),

@@ -15,8 +15,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .centres import ZERO_THRESHOLD, candidate_centres
-from .metrics import order_histogram
+from ..centres import ZERO_THRESHOLD, candidate_centres
+from ..metrics import order_histogram
 
 __all__ = [
     "new_figure",

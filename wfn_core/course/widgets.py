@@ -17,12 +17,12 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .clustering import DEFAULT_FRACTIONS, cluster_schedule
-from .fixable import fixable_parameters, flat_values, set_flat_values
-from .metrics import summary
+from ..clustering import DEFAULT_FRACTIONS, cluster_schedule
+from ..fixable import fixable_parameters, flat_values, set_flat_values
+from ..metrics import summary
 from .plots import FP32_COLOUR, WFN_COLOUR, new_figure, weight_histogram
 from .sweep import PRESET_MAX_DROP, SWEEP_FIELDS, SWEEP_SPLIT, read_sweep, run_point, summarise_sweep
-from .training import evaluate
+from ..training import evaluate
 
 __all__ = ["explore_delta", "DeltaExplorer", "plot_tradeoffs", "AlphaDeltaExplorer"]
 
@@ -185,7 +185,7 @@ class AlphaDeltaExplorer:
     def choose(self, max_drop: float = PRESET_MAX_DROP) -> dict[str, Any] | None:
         """Let the library choose δ at the slider's α (:func:`~wfn_core.delta_search.search_preset`, on the
         validation split); move the δ slider there and add the chosen run to the curves."""
-        from .delta_search import search_preset
+        from ..delta_search import search_preset
 
         alpha = float(self.alpha.value)
         self.bar.value, self.bar.max, self.bar.description = 0, 1, "search"

@@ -6,7 +6,7 @@ from torch import nn
 
 from wfn_core.clustering import cluster
 from wfn_core.fixable import fixable_parameters
-from wfn_core.fixing import WeightFixer
+from wfn_core.freezing import WeightFixer
 from wfn_core.models import DigitsCNN
 
 

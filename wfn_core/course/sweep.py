@@ -14,16 +14,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import preset
-from .data import digits
-from .io import atomic_write_csv
-from .models import load_pretrained_digits
-from .pipeline import run_wfn
-from .training import progress, seed_everything
+from ..config import PRESET_MAX_DROP, preset
+from ..data import digits
+from ..io import atomic_write_csv
+from ..models import load_pretrained_digits
+from ..pipeline import run_wfn
+from ..training import progress, seed_everything
 
 __all__ = [
     "run_point", "sweep", "write_sweep", "read_sweep", "summarise_sweep", "choose_setting", "SWEEP_FIELDS",
-    "SWEEP_ALPHAS", "SWEEP_DELTAS", "SWEEP_SEEDS", "SWEEP_SPLIT", "PRESET_MAX_DROP",
+    "SWEEP_ALPHAS", "SWEEP_DELTAS", "SWEEP_SEEDS", "SWEEP_SPLIT",
 ]
 
 SWEEP_ALPHAS = (0.0, 0.4, 1.0)
@@ -31,8 +31,6 @@ SWEEP_DELTAS = (0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04)
 SWEEP_SEEDS = (0, 1, 2)
 #: The split the sweep's accuracies are measured on.
 SWEEP_SPLIT = "val"
-#: The accuracy budget the ``digits`` preset was chosen with: validation points below fp32, every seed.
-PRESET_MAX_DROP = 0.5
 SWEEP_FIELDS = (
     "alpha", "delta", "seed", "split", "baseline_top1", "top1", "unique", "unique_nonzero", "entropy_bits",
     "entropy_bits_nonzero", "power_of_two_share", "seconds",

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .centres import ZERO_THRESHOLD, candidate_centres
-from .clustering import relative_distance
+from ..centres import ZERO_THRESHOLD, candidate_centres
+from ..clustering import relative_distance
 
 __all__ = ["first_pass"]
 

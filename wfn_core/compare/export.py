@@ -46,8 +46,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .fixable import fixable_parameters
-from .io import atomic_write_bytes
+from ..fixable import fixable_parameters
+from ..io import atomic_write_bytes
 
 __all__ = [
     "CompressedFileError", "save_compressed", "load_compressed", "read_manifest", "infer_architecture", "export_run",
@@ -343,7 +343,7 @@ def load_compressed(path: str | Path, model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------ finished runs
 def _candidate_models(state: dict[str, torch.Tensor]):
     """``(name, builder)`` for each architecture a run directory may hold, guessed from the state_dict."""
-    from .models import TORCHVISION_RESNETS, DigitsCNN, cifar_resnet18, torchvision_model
+    from ..models import TORCHVISION_RESNETS, DigitsCNN, cifar_resnet18, torchvision_model
 
     if "classifier.3.weight" in state:
         classes = state["classifier.3.weight"].shape[0]
@@ -377,8 +377,8 @@ def export_run(
     The architecture is recognised from the state_dict unless ``model`` is given; ``include_bn`` comes
     from the run's checkpoint config unless given (False when there is no checkpoint).
     """
-    from .models import load_state_dict_file
-    from .pipeline import CHECKPOINT_NAME
+    from ..models import load_state_dict_file
+    from ..pipeline import CHECKPOINT_NAME
 
     run_dir = Path(run_dir)
     weights = run_dir / "model.pt"

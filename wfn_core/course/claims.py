@@ -12,7 +12,7 @@ nbval's sanitizer (``tests/nbval_sanitize.cfg``) masks ``[measured …]``, so a 
 statements and their yes/no only, while a student still sees their own numbers. :func:`check` raises
 :class:`ClaimFailed` when a claim does not hold, so the same call is the notebook's assertion.
 
-The claim *sets* of the notebooks live in :mod:`wfn_core.course_claims`, where the reproducibility
+The claim *sets* of the notebooks live in :mod:`wfn_core.course.checks`, where the reproducibility
 script evaluates exactly what the notebooks evaluate.
 """
 

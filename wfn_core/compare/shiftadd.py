@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .centres import _popcount64
+from ..centres import _popcount64
 
 __all__ = [
     "ShiftAddPlan", "ShiftAddLayer", "decompose", "to_fixed", "from_fixed", "accumulate",

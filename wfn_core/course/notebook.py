@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .training import seed_everything
+from ..training import seed_everything
 
 __all__ = ["setup", "savefig"]
 
@@ -49,8 +49,8 @@ def execute_notebooks(
     import nbformat
     from nbclient import NotebookClient
 
-    from .io import atomic_write_text
-    from .training import progress
+    from ..io import atomic_write_text
+    from ..training import progress
 
     src = Path(src)
     paths = sorted(src.glob("[0-9][0-9]_*.ipynb"))

@@ -52,9 +52,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .fixable import fixable_parameters
-from .metrics import summary
-from .training import evaluate, train_epoch
+from ..fixable import fixable_parameters
+from ..metrics import summary
+from ..training import evaluate, train_epoch
 
 __all__ = [
     "MIN_BITS", "MAX_BITS", "APOT_BITS", "GRANULARITIES", "SCOPES",
@@ -465,7 +465,7 @@ TABLE_KEYS = (
 
 
 def compressed_bytes(model: nn.Module, include_bn: bool = False) -> int | None:
-    """Size in bytes of ``wfn_core.export.save_compressed``'s file for ``model``; ``None`` without an
+    """Size in bytes of ``wfn_core.compare.export.save_compressed``'s file for ``model``; ``None`` without an
     export module (never a bound in its place: the bound is ``entropy_bound_bytes`` in the table)."""
     try:
         export = importlib.import_module(f"{__package__}.export")  # lazy: the export module is optional
@@ -507,7 +507,7 @@ def compare(
     epochs=finetune_epochs, device=device, **finetune_options)``; others (fp32, a finished WFN model)
     are evaluated as they are, and their row says ``finetune_epochs = 0``.
 
-    ``compressed_bytes`` is the size of the export file (``None`` without ``wfn_core.export``);
+    ``compressed_bytes`` is the size of the export file (``None`` without ``wfn_core.compare.export``);
     ``entropy_bound_bytes`` is the bound ``N·entropy_bits/8``, not a measured size.
     """
     items = list(methods.items()) if isinstance(methods, Mapping) else list(methods)
