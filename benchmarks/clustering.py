@@ -4,8 +4,8 @@
    vector of 11,680,000 float32 values drawn like trained convolution weights (the conv/fc shapes of
    ResNet-18, a fan-in scale per layer, heavy Student-t or Laplace tails, many values below γ0),
    separately for δ = 0.0075 and δ = 0.015. Goal: each schedule ≤ 6 s, peak memory ≤ 1 GB.
-2. On a 100,000-value vector drawn the same way, the fast call against the dense reference of the
-   tests (``tests/reference_clustering.py``): the full schedule, and one from-scratch call with
+2. On a 100,000-value vector drawn the same way, the fast call against the dense, readable
+   ``wfn_core.clustering.cluster_reference``: the full schedule, and one from-scratch call with
    p = 1.0. Outputs are checked to be identical. Goal: ≥ 100x.
 
 Memory is the process peak resident set size (``ru_maxrss``), which includes the ~0.5 GB that
@@ -21,20 +21,16 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import wfn_core.centres as centres  # noqa: E402
-import wfn_core.clustering as clustering  # noqa: E402
-from wfn_core.clustering import DEFAULT_FRACTIONS, cluster, delta_schedule  # noqa: E402
+import wfn_core._fast_clustering as engine
+import wfn_core.centres as centres
+from wfn_core.centres import ZERO_THRESHOLD
+from wfn_core.clustering import DEFAULT_FRACTIONS, ClusterResult, cluster, cluster_reference, delta_schedule
 
 N_RESNET18 = 11_680_000
-GAMMA0 = 2.0**-7
 
 # (weights, fan-in) of ResNet-18's convolutions and classifier, in network order.
 _RESNET18 = (
@@ -78,7 +74,7 @@ def _rss_mb() -> float:
 
 
 def _clear_caches() -> None:
-    clustering._candidates_below_rung.cache_clear()
+    engine._candidates_below_rung.cache_clear()
     centres._candidates_cached.cache_clear()
     centres._ladder.cache_clear()
 
@@ -103,15 +99,13 @@ def run_schedule(w: torch.Tensor, delta: float, verbose: bool = True, keep: bool
     return times, results
 
 
-def _same(fast, ref: dict) -> bool:
-    return (torch.equal(fast.values, ref["values"]) and torch.equal(fast.fixed, ref["fixed"])
-            and torch.equal(fast.centres, ref["centres"]) and fast.taken_by_order == ref["taken_by_order"]
-            and fast.moved == ref["moved"] and fast.released == ref["released"])
+def _same(fast: ClusterResult, ref: ClusterResult) -> bool:
+    return (torch.equal(fast.values, ref.values) and torch.equal(fast.fixed, ref.fixed)
+            and torch.equal(fast.centres, ref.centres) and fast.taken_by_order == ref.taken_by_order
+            and fast.moved == ref.moved and fast.released == ref.released)
 
 
 def compare_with_dense(n: int, repeats: int) -> None:
-    from reference_clustering import reference_cluster
-
     w = resnet18_like(n, seed=1)
     print(f"\nfast vs dense reference on {n:,} values (candidate caches cleared before every fast run)")
 
@@ -124,9 +118,9 @@ def compare_with_dense(n: int, repeats: int) -> None:
         best = min(best, time.perf_counter() - start)
     start, same, x, fixed = time.perf_counter(), True, w, None
     for (p, d), fast in zip(zip(DEFAULT_FRACTIONS, delta_schedule(0.0075, 10)), fast_results):
-        ref = reference_cluster(x, p, d, fixed=fixed)
+        ref = cluster_reference(x, p, d, fixed=fixed)
         same &= _same(fast, ref)
-        x, fixed = ref["values"], ref["fixed"]
+        x, fixed = ref.values, ref.fixed
     dense = time.perf_counter() - start
     print(f"  full schedule, δ = 0.0075: fast {best * 1e3:8.1f} ms (best of {repeats}), dense {dense:7.2f} s, "
           f"ratio {dense / best:6.1f}x (goal ≥ 100x: {'met' if dense / best >= 100 else 'MISSED'}), "
@@ -140,7 +134,7 @@ def compare_with_dense(n: int, repeats: int) -> None:
         fast = cluster(w, 1.0, 0.0075)
         best = min(best, time.perf_counter() - start)
     start = time.perf_counter()
-    ref = reference_cluster(w, 1.0, 0.0075)
+    ref = cluster_reference(w, 1.0, 0.0075)
     dense = time.perf_counter() - start
     passes = len(fast.taken_by_order)
     print(f"  one call, p = 1.0, δ = 0.0075 ({fast.centres.numel()} centres, orders 0..{passes - 1}): "
@@ -162,7 +156,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; RSS after importing torch: "
           f"{rss_import:.0f} MB")
     w = resnet18_like(args.n, seed=0)
-    below = sum(int(torch.count_nonzero(part.abs() < GAMMA0)) for part in w.split(1 << 16)) / w.numel()
+    below = sum(int(torch.count_nonzero(part.abs() < ZERO_THRESHOLD)) for part in w.split(1 << 16)) / w.numel()
     print(f"weights: {w.numel():,} float32 values, ResNet-18 layer shapes, Student-t/Laplace tails, seed 0; "
           f"|w| < γ0: {below:.1%}, max |w| = {max(-float(w.min()), float(w.max())):.3f}")
     del w  # regenerated (identically) for each schedule, so that only the schedule's own arrays are held

@@ -1,4 +1,4 @@
-"""The clustering call: the fast implementation against the dense reference, invariants, hand examples."""
+"""The clustering call: the fast engine against ``cluster_reference``, invariants, hand examples."""
 
 from __future__ import annotations
 
@@ -9,17 +9,26 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import wfn_core.clustering as clustering
-from reference_clustering import reference_cluster
-from wfn_core.centres import candidate_centres
-from wfn_core.clustering import DEFAULT_FRACTIONS, ClusterResult, cluster, delta_schedule, relative_distance
+import wfn_core._fast_clustering as engine
+from wfn_core import fixable_parameters, load_pretrained_digits
+from wfn_core._validation import InvalidParameterError
+from wfn_core.centres import ZERO_THRESHOLD, candidate_centres
+from wfn_core.clustering import (
+    DEFAULT_FRACTIONS,
+    ClusterResult,
+    cluster,
+    cluster_reference,
+    cluster_schedule,
+    delta_schedule,
+    relative_distance,
+)
+from wfn_core.fixable import flat_values
 
-G0 = 2.0**-7
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ------------------------------------------------------------------ strategies
-SPECIAL = [0.0, -0.0, G0, -G0, G0 / 2, -G0 / 2, 0.5, -0.5, 0.25, 0.4375, -0.75, 1.0, 0.1875, 0.375,
-           0.001, -0.003, 0.3, 0.51, -0.22]
+SPECIAL = [0.0, -0.0, ZERO_THRESHOLD, -ZERO_THRESHOLD, ZERO_THRESHOLD / 2, -ZERO_THRESHOLD / 2, 0.5, -0.5, 0.25,
+           0.4375, -0.75, 1.0, 0.1875, 0.375, 0.001, -0.003, 0.3, 0.51, -0.22]
 element = st.one_of(
     st.sampled_from(SPECIAL),
     st.floats(min_value=-1.0, max_value=1.0, width=32, allow_nan=False),
@@ -56,24 +65,22 @@ def bits(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view({torch.float64: torch.int64, torch.float32: torch.int32}.get(t.dtype, torch.int16))
 
 
-def assert_same(fast: ClusterResult, ref: dict) -> None:
-    assert torch.equal(bits(fast.values), bits(ref["values"]))
-    assert torch.equal(fast.fixed, ref["fixed"])
-    assert torch.equal(fast.centres, ref["centres"])
-    assert fast.taken_by_order == ref["taken_by_order"]
-    assert fast.moved == ref["moved"]
-    assert fast.released == ref["released"]
+def assert_same(fast: ClusterResult, ref: ClusterResult) -> None:
+    assert torch.equal(bits(fast.values), bits(ref.values))
+    assert torch.equal(fast.fixed, ref.fixed)
+    assert torch.equal(bits(fast.centres), bits(ref.centres))
+    assert fast.taken_by_order == ref.taken_by_order
+    assert fast.moved == ref.moved
+    assert fast.released == ref.released
 
 
 def run_both(w, p, d, **kw):
     fast = cluster(w, p, d, **kw)
-    ref = reference_cluster(w, p, d, fixed=kw.get("fixed"), recluster_fixed=kw.get("recluster_fixed", True),
-                            zero_threshold=kw.get("zero_threshold", G0))
-    assert_same(fast, ref)
+    assert_same(fast, cluster_reference(w, p, d, **kw))
     return fast
 
 
-# ------------------------------------------------------------------ fast == dense reference
+# ------------------------------------------------------------------ fast == cluster_reference
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(weight_vectors(), fractions, deltas)
 def test_fast_matches_reference(w, p, d):
@@ -84,7 +91,7 @@ def test_fast_matches_reference(w, p, d):
 @given(weight_vectors(max_size=40), st.lists(fractions, min_size=2, max_size=4), deltas, st.booleans())
 def test_fast_matches_reference_over_a_schedule(w, fracs, d, recluster):
     fixed = None
-    for t, (p, dt) in enumerate(zip(sorted(fracs), delta_schedule(d / 4, len(fracs)))):
+    for p, dt in zip(sorted(fracs), delta_schedule(d / 4, len(fracs))):
         result = run_both(w, p, dt, fixed=fixed, recluster_fixed=recluster)
         w, fixed = result.values, result.fixed
 
@@ -96,7 +103,7 @@ def test_fast_path_matches_reference_when_forced(w, p, d, recluster):
     first = cluster(w, 0.4, d)
     with pytest.MonkeyPatch.context() as mp:
         for name, value in [("_EXACT_LIMIT", 0), ("_BRACKET_LIMIT", 2), ("_SAMPLES", 2), ("_MIN_WINDOW", 0)]:
-            mp.setattr(clustering, name, value)
+            mp.setattr(engine, name, value)
         run_both(w, p, d)
         run_both(first.values, p, d / 2, fixed=first.fixed, recluster_fixed=recluster)
 
@@ -106,7 +113,7 @@ def test_fast_path_matches_reference_when_forced(w, p, d, recluster):
 def test_general_path_matches_reference_when_forced(w, p, d):
     """float64 weights with every checked cost sequence declared non-monotone: the exact ordering path."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(clustering, "_is_monotone", lambda cost: False)
+        mp.setattr(engine, "_is_monotone", lambda cost: False)
         run_both(w.double(), p, d)
 
 
@@ -131,19 +138,42 @@ def test_medium_vector_full_schedule_matches_reference(seed):
         w, fixed = result.values, result.fixed
 
 
+def _assert_schedules_equal(w: torch.Tensor, delta: float, recluster: bool) -> None:
+    """Every call of the default schedule (δ_t from delta_schedule), fast against the reference."""
+    fast = cluster_schedule(w, delta, recluster_fixed=recluster)
+    ref = cluster_schedule(w, delta, recluster_fixed=recluster, reference=True)
+    assert len(fast) == len(ref) == len(DEFAULT_FRACTIONS)
+    for f, r in zip(fast, ref):  # equal inputs at t, by induction: each call is compared on the same input
+        assert_same(f, r)
+    assert bool(fast[-1].fixed.all())
+
+
+@pytest.mark.parametrize("recluster", [True, False])
+def test_reference_equals_cluster_over_the_schedule_on_random_weights(recluster):
+    gen = torch.Generator().manual_seed(11)
+    scale = torch.tensor([0.002, 0.02, 0.1])[torch.randint(0, 3, (2000,), generator=gen)]
+    w = (torch.randn(2000, generator=gen) / torch.randn(2000, generator=gen).abs().clamp_min(0.3) * scale).float()
+    _assert_schedules_equal(w, 0.0075, recluster)
+
+
+@pytest.mark.parametrize("recluster", [True, False])
+def test_reference_equals_cluster_over_the_schedule_on_trained_weights(recluster):
+    """The shipped digits model's fixable weights (trained, not drawn)."""
+    w = flat_values(fixable_parameters(load_pretrained_digits())).detach()
+    _assert_schedules_equal(w, 0.01, recluster)
+
+
 def test_empty_pass_shortcut_is_exercised_and_exact(monkeypatch):
     """The shortcut that decides "this pass takes nothing" from the two nearest weights must be used
     (it is what keeps the many empty passes of the last iterations cheap) and must agree with the
     reference, including when it declines and the walk decides."""
-    import wfn_core.clustering as clustering
-
-    real, answers = clustering._cheapest_costs_above, []
+    real, answers = engine._cheapest_costs_above, []
 
     def counting(*args):
         answers.append(real(*args))
         return answers[-1]
 
-    monkeypatch.setattr(clustering, "_cheapest_costs_above", counting)
+    monkeypatch.setattr(engine, "_cheapest_costs_above", counting)
     gen = torch.Generator().manual_seed(7)
     scale = torch.tensor([0.004, 0.02, 0.08])[torch.randint(0, 3, (4000,), generator=gen)]
     w = (torch.randn(4000, generator=gen) * scale).float()
@@ -161,7 +191,7 @@ def test_edge_cases_match_reference():
         torch.tensor([-0.0, 0.0, -0.0]),
         torch.zeros(7),
         torch.full((9,), 0.25),
-        torch.tensor([G0, -G0, G0 / 2, 0.0]),  # at and below the zero threshold
+        torch.tensor([ZERO_THRESHOLD, -ZERO_THRESHOLD, ZERO_THRESHOLD / 2, 0.0]),  # at and below the zero threshold
         torch.tensor([1e-30, -1e-38, 3e-45, 0.2]),  # tiny and subnormal magnitudes
         torch.tensor([1e6, -3e5, 0.1, 123.0]),  # large magnitudes
         torch.tensor([0.5] * 70 + [0.51] * 5 + [-0.5]),
@@ -239,8 +269,8 @@ def test_input_is_not_modified_and_shape_is_kept():
     result = cluster(w, 0.5, 0.05)
     assert torch.equal(bits(w), bits(copy))
     assert result.values.shape == w.shape and result.fixed.shape == w.shape and result.fixed.dtype == torch.bool
-    flat = reference_cluster(w.reshape(-1), 0.5, 0.05)  # flat index = row-major order
-    assert torch.equal(result.values.reshape(-1), flat["values"])
+    flat = cluster_reference(w.reshape(-1), 0.5, 0.05)  # flat index = row-major order
+    assert torch.equal(result.values.reshape(-1), flat.values)
 
 
 def test_quota_zero_runs_no_pass():
@@ -277,7 +307,7 @@ def test_exact_zero_costs_are_free_in_the_running_mean():
 def test_threshold_doubles_once_the_order_passes_20():
     # B = γ0 leaves C_k = {0}; both weights have |w| = γ0 (not below it), so they cost 1 each.
     # Orders 0..20 take nothing; then a doubles per empty pass: 0.2, 0.4, 0.8, 1.6 -> taken at k = 24.
-    w = torch.tensor([G0, -G0])
+    w = torch.tensor([ZERO_THRESHOLD, -ZERO_THRESHOLD])
     result = run_both(w, 1.0, 0.1)
     assert result.taken_by_order == (0,) * 24 + (2,)
     assert result.values.tolist() == [0.0, 0.0]
@@ -315,7 +345,7 @@ def test_the_mean_not_each_cost_is_bounded():
     assert set(result.values.tolist()) == {0.5}
 
 
-def test_weights_below_gamma0_are_free_for_the_zero_centre():
+def test_weights_below_zero_threshold_are_free_for_the_zero_centre():
     w = torch.tensor([0.001, -0.002, 0.003, -0.004, 0.0, 0.3])
     result = run_both(w, 5 / 6, 0.01)
     assert result.values[:5].tolist() == [0.0] * 5 and result.centres.tolist() == [0.0]
@@ -326,9 +356,9 @@ def test_delta_schedule():
     assert delta_schedule(0.01, 10) == [0.01 * m for m in (10, 9, 8, 7, 6, 5, 4, 3, 2, 1)]
     assert delta_schedule(0.02, 1) == [0.02]
     assert delta_schedule(0.01, 3) == [0.03, 0.02, 0.01]
-    with pytest.raises(ValueError, match="n_iterations must be a positive integer"):
+    with pytest.raises(ValueError, match=r"n_iterations=0 is not allowed: it must be an integer >= 1"):
         delta_schedule(0.01, 0)
-    with pytest.raises(ValueError, match="delta must be a positive finite number"):
+    with pytest.raises(ValueError, match=r"delta=-0.01 is not allowed: it must be a number > 0"):
         delta_schedule(-0.01, 10)
 
 
@@ -342,42 +372,59 @@ def test_relative_distance():
     assert relative_distance(w, 0.0).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]  # 0 below γ0, else 1
     assert relative_distance(w, 0.0, zero_threshold=1.0).tolist() == [0.0] * 5
     assert relative_distance(w, 0.25).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"centre=nan is not allowed: it must be a finite number"):
+        relative_distance(w, math.nan)
 
 
 # ------------------------------------------------------------------ bad input
+_IN_0_1 = r"it must be a number in \(0, 1\]"
+_DELTA = r"it must be a number in \(0, 1\) \(it is δ_t = δ·max\(1, T−t\): keep δ·T below 1\)"
+_TENSOR = r"it must be a non-empty floating-point torch.Tensor"
+_POWER = r"it must be a positive power of two such as 2\*\*-7"
+_FINITE = r"weights \(a tensor holding NaN or inf\) is not allowed: it must hold finite values"
+_FIXED = r"it must be a bool tensor of shape \(4,\) \(that of weights\)"
+
+
+@pytest.mark.parametrize("call", [cluster, cluster_reference])
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"fraction": 0.0}, r"fraction must be in \(0, 1\], got 0.0"),
-        ({"fraction": 1.5}, r"fraction must be in \(0, 1\], got 1.5"),
-        ({"fraction": -0.1}, r"fraction must be in \(0, 1\]"),
-        ({"fraction": math.nan}, r"fraction must be in \(0, 1\]"),
-        ({"fraction": "half"}, r"fraction must be a number in \(0, 1\]"),
-        ({"delta": 0.0}, r"delta must be in \(0, 1\), got 0.0"),
-        ({"delta": 1.0}, r"delta must be in \(0, 1\), got 1.0"),
-        ({"delta": 1.5}, r"delta must be in \(0, 1\)"),
-        ({"delta": math.nan}, r"delta must be in \(0, 1\)"),
-        ({"zero_threshold": 0.01}, r"zero_threshold must be a positive power of two.*0.01"),
-        ({"zero_threshold": 0.0}, r"zero_threshold must be a positive power of two"),
-        ({"zero_threshold": -(2.0**-7)}, r"zero_threshold must be a positive power of two"),
-        ({"weights": torch.tensor([0.1, math.nan])}, r"weights must be finite"),
-        ({"weights": -torch.tensor([0.1, math.nan])}, r"weights must be finite"),
-        ({"weights": torch.tensor([0.1, math.inf])}, r"weights must be finite"),
-        ({"weights": torch.tensor([-math.inf, 0.1])}, r"weights must be finite"),
-        ({"weights": torch.tensor([math.nan], dtype=torch.float64)}, r"weights must be finite"),
-        ({"weights": torch.tensor([])}, r"weights must not be empty"),
-        ({"weights": torch.tensor([1, 2])}, r"weights must be a floating-point tensor"),
-        ({"weights": [0.1, 0.2]}, r"weights must be a torch.Tensor"),
-        ({"fixed": torch.zeros(3, dtype=torch.bool)}, r"fixed must have the shape of weights \(4,\), got \(3,\)"),
-        ({"fixed": [True] * 4}, r"fixed must be a bool tensor"),
+        ({"fraction": 0.0}, r"fraction=0.0 is not allowed: " + _IN_0_1),
+        ({"fraction": 1.5}, r"fraction=1.5 is not allowed: " + _IN_0_1),
+        ({"fraction": -0.1}, r"fraction=-0.1 is not allowed: " + _IN_0_1),
+        ({"fraction": math.nan}, r"fraction=nan is not allowed: " + _IN_0_1),
+        ({"fraction": "half"}, r"fraction='half' is not allowed: " + _IN_0_1),
+        ({"fraction": True}, r"fraction=True is not allowed: " + _IN_0_1),
+        ({"delta": 0.0}, r"delta=0.0 is not allowed: " + _DELTA),
+        ({"delta": 1.0}, r"delta=1.0 is not allowed: " + _DELTA),
+        ({"delta": 1.5}, r"delta=1.5 is not allowed: " + _DELTA),
+        ({"delta": math.nan}, r"delta=nan is not allowed: " + _DELTA),
+        ({"zero_threshold": 0.01}, r"zero_threshold=0.01 is not allowed: " + _POWER),
+        ({"zero_threshold": 0.0}, r"zero_threshold=0.0 is not allowed: " + _POWER),
+        ({"zero_threshold": -(2.0**-7)}, r"zero_threshold=-0.0078125 is not allowed: " + _POWER),
+        ({"weights": torch.tensor([0.1, math.nan])}, _FINITE),
+        ({"weights": -torch.tensor([0.1, math.nan])}, _FINITE),
+        ({"weights": torch.tensor([0.1, math.inf])}, _FINITE),
+        ({"weights": torch.tensor([-math.inf, 0.1])}, _FINITE),
+        ({"weights": torch.tensor([math.nan], dtype=torch.float64)}, _FINITE),
+        ({"weights": torch.tensor([math.inf], dtype=torch.float16)}, _FINITE),
+        ({"weights": torch.tensor([])}, r"weights \(a tensor with 0 elements\) is not allowed: " + _TENSOR),
+        ({"weights": torch.tensor([1, 2])}, r"weights \(a tensor of dtype torch.int64\) is not allowed: " + _TENSOR),
+        ({"weights": [0.1, 0.2]}, r"weights=\[0.1, 0.2\] is not allowed: " + _TENSOR),
+        ({"fixed": torch.zeros(3, dtype=torch.bool)},
+         r"fixed \(a torch.bool tensor of shape \(3,\)\) is not allowed: " + _FIXED),
+        ({"fixed": torch.zeros(4)}, r"fixed \(a torch.float32 tensor of shape \(4,\)\) is not allowed: " + _FIXED),
+        ({"fixed": [True] * 4}, r"fixed=\[True, True, True, True\] is not allowed: " + _FIXED),
+        ({"recluster_fixed": 1}, r"recluster_fixed=1 is not allowed: it must be True or False"),
     ],
 )
-def test_bad_input_raises(kwargs, message):
+def test_bad_input_raises(call, kwargs, message):
+    """Both versions check the same way; each message names the parameter, the value and what is allowed."""
     args = {"weights": torch.tensor([0.1, -0.2, 0.3, 0.0]), "fraction": 0.5, "delta": 0.05}
     args.update(kwargs)
-    extra = {k: args.pop(k) for k in ("zero_threshold", "fixed") if k in args}
-    with pytest.raises(ValueError, match=message):
-        cluster(args["weights"], args["fraction"], args["delta"], **extra)
+    extra = {k: args.pop(k) for k in ("zero_threshold", "fixed", "recluster_fixed") if k in args}
+    with pytest.raises(InvalidParameterError, match=message):
+        call(args["weights"], args["fraction"], args["delta"], **extra)
 
 
 def test_zero_centre_takes_the_smallest_magnitudes_first_across_signs():
