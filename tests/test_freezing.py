@@ -1,8 +1,11 @@
 """WeightFixer: fixed values stay bit-exact whatever the optimiser; plain models load back."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from wfn_core.clustering import cluster
 from wfn_core.fixable import fixable_parameters
@@ -16,6 +19,15 @@ def _fixed_model(include_bn=False, fraction=0.6):
     fixer = WeightFixer(model, include_bn=include_bn)
     fixer.apply(cluster(fixer.flat_values(), fraction, 0.05))
     return model, fixer
+
+
+def _train(model, steps=3, lr=1e-2):
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=0.1)
+    x, y = torch.randn(32, 1, 8, 8, dtype=next(model.parameters()).dtype), torch.randint(0, 10, (32,))
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
 
 
 @pytest.mark.parametrize(
@@ -52,29 +64,17 @@ def test_free_values_are_the_unfixed_ones_and_carry_gradients():
     assert torch.all(grads[fixer.fixed_mask()] == 0) and torch.any(grads[~fixer.fixed_mask()] != 0)
 
 
-def _step_grads(model, fixer):
-    model.zero_grad(set_to_none=True)
-    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    loss = nn.functional.cross_entropy(model(x), torch.arange(16) % 10) + fixer.free_values().pow(3).sum()
-    loss.backward()
-    return torch.cat([p.grad.reshape(-1) for p in fixer._originals()])
-
-
-def test_packed_storage_gives_the_gradients_of_the_concatenating_path():
+def test_free_values_follow_training_and_model_to():
     model, fixer = _fixed_model()
-    assert fixer.packed() is not None  # the parameters are views of one flat tensor
-    packed = _step_grads(model, fixer)
-    torch.optim.SGD(model.parameters(), lr=0.1).step()  # in-place updates keep the views
-    assert fixer.packed() is not None
-    assert torch.equal(fixer.free_values().detach(), fixer.flat_values()[~fixer.fixed_mask()])
-
-    model2, fixer2 = _fixed_model()
-    model2.to(torch.float64).to(torch.float32)  # replaces every parameter: the packing is gone
-    assert fixer2.packed() is None
-    fallback = _step_grads(model2, fixer2)  # the concatenating path
-    assert torch.allclose(packed, fallback, rtol=1e-6, atol=0) and torch.all(packed[fixer.fixed_mask()] == 0)
-    fixer2.apply(cluster(fixer2.flat_values(), 0.6, 0.05))
-    assert fixer2.packed() is not None  # apply() packs again
+    _train(model)
+    mask = fixer.fixed_mask()
+    assert torch.equal(fixer.free_values().detach(), fixer.flat_values()[~mask])
+    model.double()  # replaces every parameter's data
+    free = fixer.free_values()
+    assert free.dtype == torch.float64 and torch.equal(free.detach(), fixer.flat_values()[~mask])
+    free.pow(3).sum().backward()
+    grads = torch.cat([p.grad.reshape(-1) for p in fixer._originals()])
+    assert torch.all(grads[mask] == 0) and torch.any(grads[~mask] != 0)
 
 
 def test_free_values_with_nothing_fixed_is_every_value():
@@ -98,29 +98,78 @@ def test_plain_model_loads_into_the_original_architecture():
     assert torch.equal(flat, fixer.flat_values())
 
 
-def test_state_dict_round_trip():
+def test_remove_makes_the_values_permanent_in_place():
+    model, fixer = _fixed_model(include_bn=True)
+    model.double()  # remove() keeps the parameters' dtype
+    _train(model)
+    before, mask, x = fixer.flat_values(), fixer.fixed_mask(), torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    originals = torch.cat([p.detach().reshape(-1) for p in fixer._originals()])
+    assert not torch.equal(originals[mask], before[mask])  # weight decay moved them: remove() keeps the values seen
+    model.eval()
+    out = model(x)
+    assert fixer.remove() is model
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    assert list(model.state_dict()) == list(DigitsCNN().state_dict())
+    params = [p for _, p in fixable_parameters(model, include_bn=True)]
+    assert all(type(p) is nn.Parameter and p.requires_grad and p.dtype == torch.float64 for p in params)
+    assert torch.equal(torch.cat([p.detach().reshape(-1) for p in params]), before)  # bit-exact
+    assert torch.equal(model(x), out)
+
+
+def test_a_removed_model_takes_a_new_fixer():
     model, fixer = _fixed_model()
-    state = fixer.state_dict()
-    torch.manual_seed(1)
-    other_model = DigitsCNN()
-    other_model.load_state_dict(fixer.plain_model().state_dict())
-    other = WeightFixer(other_model)
-    other.load_state_dict(state)
-    assert torch.equal(other.fixed_mask(), fixer.fixed_mask())
-    assert torch.equal(other.flat_values(), fixer.flat_values())
-    assert torch.equal(other.centres, fixer.centres)
-    with pytest.raises(ValueError, match="fixable parameters"):
-        WeightFixer(nn.Sequential(nn.Linear(3, 2))).load_state_dict(state)
+    fixer.remove()
+    values = torch.cat([p.detach().reshape(-1) for _, p in fixable_parameters(model)])
+    again = WeightFixer(model)  # as a second run_wfn on the same model
+    assert torch.equal(again.flat_values(), values) and not again.fixed_mask().any()
+    again.apply(cluster(values, 0.8, 0.05))
+    before, mask = again.flat_values(), again.fixed_mask()
+    _train(model)
+    after = again.flat_values()
+    assert torch.equal(after[mask], before[mask]) and not torch.equal(after[~mask], before[~mask])
+    again.remove()
+    assert torch.equal(torch.cat([p.detach().reshape(-1) for _, p in fixable_parameters(model)]), after)
+
+
+def test_a_removed_fixer_refuses_to_work():
+    model, fixer = _fixed_model()
+    result = cluster(fixer.flat_values(), 0.5, 0.05)
+    fixer.remove()
+    uses = [fixer.flat_values, fixer.fixed_mask, fixer.free_values, fixer.sync_from_model, fixer.plain_model,
+            fixer.remove, lambda: fixer.apply(result), lambda: fixer.names, lambda: fixer.fixed_fraction]
+    for use in uses:
+        with pytest.raises(RuntimeError, match="WeightFixer was removed"):
+            use()
+
+
+def test_a_deep_copy_survives_remove_of_the_original():
+    model, fixer = _fixed_model()
+    twin = copy.deepcopy(model)  # shares the parametrised classes with the original
+    plain = fixer.plain_model()
+    fixer.remove()
+    assert all(parametrize.is_parametrized(m) for m in twin.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    x = torch.randn(4, 1, 8, 8)
+    model.eval(), twin.eval(), plain.eval()
+    assert torch.equal(twin(x), model(x)) and torch.equal(plain(x), model(x))
+    _train(twin)
+    assert not torch.equal(twin(x), model(x))
 
 
 def test_bad_models_and_results():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="has no fixable parameters"):
         WeightFixer(nn.Sequential(nn.ReLU()))
+    with pytest.raises(TypeError, match=r"model=\[1, 2\] is not allowed: it must be a torch.nn.Module"):
+        WeightFixer([1, 2])
     model, fixer = _fixed_model()
-    with pytest.raises(ValueError, match="one WeightFixer"):
+    with pytest.raises(ValueError, match="must have no parametrisations .*one WeightFixer at a time"):
         WeightFixer(model)
     small = cluster(torch.randn(10), 0.5, 0.05)
-    with pytest.raises(ValueError, match="fixable parameters"):
+    sizes = rf"result \(a ClusterResult of 10 values\) is not allowed: it must hold {fixer.n_params} values"
+    with pytest.raises(ValueError, match=sizes):
         fixer.apply(small)
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(TypeError, match="result=None is not allowed: it must be a ClusterResult"):
+        fixer.apply(None)
+    with pytest.raises(ValueError, match="zero_threshold=0.01 is not allowed: it must be a positive power of two"):
         WeightFixer(DigitsCNN(), zero_threshold=0.01)
+    with pytest.raises(ValueError, match="include_bn=1 is not allowed: it must be True or False"):
+        WeightFixer(DigitsCNN(), include_bn=1)

@@ -1,31 +1,52 @@
+"""The regulariser (section 5): the fused penalty equals the readable reference; the loss adds α·CE."""
+
+import math
+
 import pytest
 import torch
 
-from wfn_core.regulariser import ClusterRegulariser, cluster_penalty
+from wfn_core.centres import ZERO_THRESHOLD  # γ0 = 2**-7
+from wfn_core.regulariser import ClusterRegulariser, cluster_penalty, penalty_reference
 
 
-def _dense_penalty(w, c, tau, g0):
-    """Straight from section 5, with autograd doing the derivative."""
-    small = w.abs() <= g0
-    d = torch.where(small[:, None], (w[:, None] - c).abs(), (w[:, None] - c).abs() / w.abs()[:, None])
-    d = torch.where(small[:, None] & (c == 0)[None, :], torch.zeros_like(d), d)
-    s = torch.softmax(-d / tau, dim=1)
-    return (s * d).sum(1).mean()
+def test_penalty_reference_follows_section_5():
+    c = torch.tensor([0.0, 0.125], dtype=torch.float64)
+    # 0.25 is above γ0: relative distances 1 (to 0) and 0.5; 0.001 is below: absolute 0.124 to 0.125, 0 to 0
+    terms = []
+    for d in ([1.0, 0.5], [0.0, 0.124]):
+        s = [math.exp(-x / 0.05) for x in d]
+        terms.append(sum(si * di for si, di in zip(s, d)) / sum(s))
+    got = penalty_reference(torch.tensor([0.25, 0.001], dtype=torch.float64), c, 0.05, ZERO_THRESHOLD)
+    assert got.item() == pytest.approx(sum(terms) / 2, rel=1e-12)
+    # without the zero centre a weight below γ0 is pulled by its absolute distance
+    alone = penalty_reference(torch.tensor([0.001], dtype=torch.float64), c[1:], 0.05, ZERO_THRESHOLD)
+    assert alone.item() == pytest.approx(0.124, rel=1e-12)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_value_and_gradient_match_autograd(seed, monkeypatch):
+def _case(seed: int, with_zero: bool) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(3000, generator=g, dtype=torch.float64) * 0.1
-    w[:50] *= 0.01  # some below γ0
-    c = torch.tensor([-0.25, -0.0625, 0.0, 0.03125, 0.125, 0.5], dtype=torch.float64)
+    w[:200] *= 0.01  # some below γ0
+    w[200], w[201], w[202] = 0.0, ZERO_THRESHOLD, -ZERO_THRESHOLD  # on the edges
+    k = 2 + seed % 5
+    c = torch.randn(k, generator=g, dtype=torch.float64).mul(0.2).sort().values
+    c = torch.cat([c, torch.zeros(1, dtype=torch.float64)]).sort().values if with_zero else c[c != 0]
+    return w, c
+
+
+@pytest.mark.parametrize("with_zero", [True, False], ids=["zero-centre", "no-zero-centre"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("tau", [0.05, 0.3])
+def test_cluster_penalty_equals_the_reference(seed, with_zero, tau, monkeypatch):
+    w, c = _case(seed, with_zero)
     monkeypatch.setattr("wfn_core.regulariser._CHUNK_ELEMENTS", 1000)  # force several chunks
     a = w.clone().requires_grad_()
     b = w.clone().requires_grad_()
-    fast = cluster_penalty(a, c, 0.05, 2**-7)
-    ref = _dense_penalty(b, c, 0.05, 2**-7)
+    fast = cluster_penalty(a, c, tau, ZERO_THRESHOLD)
+    ref = penalty_reference(b, c, tau, ZERO_THRESHOLD)
     fast.backward(), ref.backward()
     assert fast.item() == pytest.approx(ref.item(), rel=1e-10)
+    assert torch.isfinite(b.grad).all()
     assert torch.allclose(a.grad, b.grad, rtol=1e-8, atol=1e-12)
 
 
@@ -48,11 +69,24 @@ def test_zero_penalty_is_guarded():
     assert ClusterRegulariser().loss(ce, w, torch.tensor([0.125])).item() == 1.5
 
 
-@pytest.mark.parametrize("kwargs,match", [({"alpha": -0.1}, "alpha=-0.1"), ({"tau": 0}, "tau=0"),
-                                          ({"zero_threshold": 0.01}, "power of two")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"alpha": -0.1}, r"alpha=-0.1 is not allowed: it must be a number >= 0 \(0 disables the regulariser\)"),
+        ({"alpha": float("nan")}, r"alpha=nan is not allowed"),
+        ({"alpha": True}, r"alpha=True is not allowed"),
+        ({"tau": 0}, r"tau=0 is not allowed: it must be a number > 0"),
+        ({"tau": "0.05"}, r"tau='0.05' is not allowed"),
+        ({"zero_threshold": 0.01}, r"zero_threshold=0.01 is not allowed: it must be a positive power of two"),
+    ],
+)
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ClusterRegulariser(**kwargs)
+    if "alpha" not in kwargs:  # the functions check the same settings
+        for penalty in (cluster_penalty, penalty_reference):
+            with pytest.raises(ValueError, match=match):
+                penalty(torch.ones(3), torch.ones(1), **kwargs)
 
 
 def _fixed_digits_model(fraction=0.3):
@@ -67,43 +101,43 @@ def _fixed_digits_model(fraction=0.3):
     return model, fixer
 
 
-def _loss_and_grads(model, fixer, fused):
+def _loss_and_grads(model, fixer, reference):
     model.zero_grad(set_to_none=True)
     x = torch.randn(8, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     ce = torch.nn.functional.cross_entropy(model(x), torch.arange(8))
     reg = ClusterRegulariser(alpha=0.7)
-    loss = reg.fixer_loss(ce, fixer) if fused else reg.loss(ce, fixer.free_values(), fixer.centres)
+    if reference:  # CE + stopgrad(α CE / L_reg) L_reg, written out over the originals at unfixed positions
+        originals = torch.cat([p.reshape(-1) for p in fixer._originals()])
+        penalty = penalty_reference(originals[~fixer.fixed_mask()], fixer.centres, reg.tau, reg.zero_threshold)
+        loss = ce + (reg.alpha * ce / penalty).detach() * penalty
+    else:
+        loss = reg.fixer_loss(ce, fixer)
     loss.backward()
     return loss.detach(), torch.cat([p.grad.reshape(-1) for p in fixer._originals()])
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.9])
-def test_fixer_loss_matches_the_generic_loss(fraction, monkeypatch):
-    monkeypatch.setattr("wfn_core.regulariser._CHUNK_ELEMENTS", 1000)  # several gathered chunks
+def test_fixer_loss_matches_the_reference_loss(fraction, monkeypatch):
+    monkeypatch.setattr("wfn_core.regulariser._CHUNK_ELEMENTS", 1000)  # several chunks
     model, fixer = _fixed_digits_model(fraction)
-    assert fixer.packed() is not None
-    fused, fused_grads = _loss_and_grads(model, fixer, True)
-    generic, generic_grads = _loss_and_grads(model, fixer, False)
-    assert fused.item() == pytest.approx(generic.item(), rel=1e-12)
-    assert torch.allclose(fused_grads, generic_grads, rtol=1e-9, atol=1e-15)
+    fused, fused_grads = _loss_and_grads(model, fixer, False)
+    reference, reference_grads = _loss_and_grads(model, fixer, True)
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-12)
+    assert torch.allclose(fused_grads, reference_grads, rtol=1e-9, atol=1e-15)
     assert torch.all(fused_grads[fixer.fixed_mask()] == 0)
-
-    model.to(torch.float32).to(torch.float64)  # unpacks: fixer_loss falls back to the generic path
-    assert fixer.packed() is None
-    fallback, fallback_grads = _loss_and_grads(model, fixer, True)
-    assert fallback.item() == pytest.approx(generic.item(), rel=1e-6)
 
 
 def test_fixer_loss_guards_a_zero_penalty_and_nothing_fixed():
     model, fixer = _fixed_digits_model()
     with torch.no_grad():  # every free value exactly on the only centre: L_reg = 0
-        fixer.packed()[0].fill_(0.125)
+        for p in fixer._originals():
+            p.fill_(0.125)
     fixer.centres = torch.tensor([0.125], dtype=torch.float64)
     ce = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     loss = ClusterRegulariser().fixer_loss(ce, fixer)
     loss.backward()
     assert loss.item() == 1.5 and ce.grad.item() == 1.0
-    assert all(torch.all(p.grad == 0) for p in fixer._originals())
+    assert all(p.grad is None or torch.all(p.grad == 0) for p in fixer._originals())
 
     from wfn_core.freezing import WeightFixer
     from wfn_core.models import DigitsCNN

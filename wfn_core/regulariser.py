@@ -6,28 +6,27 @@ For each unfixed value ``w_i`` and picked centre ``c_j``: ``d_ij = |w_i - c_j| /
 ``CE + λ L_reg`` with ``λ = stopgrad(α CE / L_reg)``, so the regulariser always adds the fraction α of
 the cross-entropy.
 
-The value and the gradient of each weight's term are computed together in chunks (a custom autograd
-function) in a reused per-thread workspace, so memory stays O(N) whatever the number of centres, with
-no Python loop over centres or layers. ``ClusterRegulariser.fixer_loss`` is the training step's entry:
-it reads the unfixed values straight from a ``WeightFixer``'s packed parameter storage and gives the
-whole ``CE + λ L_reg`` one autograd node.
+Two implementations, tested equal: :func:`penalty_reference` is the definition written out with a dense
+K x N matrix and autograd, to read; :func:`cluster_penalty`, the one training uses, computes the value and
+the gradient of each weight's term together in chunks (a custom autograd function) in a reused
+per-thread workspace, so memory stays O(N) whatever the number of centres, with no Python loop over
+centres or layers. ``ClusterRegulariser.fixer_loss`` is the training step's entry.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import TYPE_CHECKING
 
 import torch
 
-from .centres import ZERO_THRESHOLD, validate_zero_threshold
-from .freezing import layout_views
+from ._validation import check_number, check_zero_threshold
+from .centres import ZERO_THRESHOLD
 
 if TYPE_CHECKING:
     from .freezing import WeightFixer
 
-__all__ = ["ClusterRegulariser", "cluster_penalty"]
+__all__ = ["ClusterRegulariser", "cluster_penalty", "penalty_reference"]
 
 _CHUNK_ELEMENTS = 1 << 17  # weights handled at once (cache-sized: fastest measured)
 _CHUNK_CELLS = 1 << 22  # at most this many weights x centres in one chunk (the workspace stays <= 48 MB float32)
@@ -43,12 +42,12 @@ class _Workspace:
 
     def __init__(self, k: int, n: int, dtype: torch.dtype, device: torch.device) -> None:
         self.key = (k, n, dtype, device)
-        self.vectors = torch.empty(7, n, dtype=dtype, device=device)
+        self.vectors = torch.empty(6, n, dtype=dtype, device=device)
         self.matrices = torch.empty(3, k * n, dtype=dtype, device=device)
         self._views: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def take(self, m: int) -> tuple[torch.Tensor, ...]:
-        """Seven length-``m`` vectors and three contiguous ``k x m`` matrices (views, cached)."""
+        """Six length-``m`` vectors and three contiguous ``k x m`` matrices (views, cached)."""
         views = self._views.get(m)
         if views is None:
             if len(self._views) > 4:
@@ -70,7 +69,7 @@ def _workspace(k: int, n: int, dtype: torch.dtype, device: torch.device) -> _Wor
 
 def _terms(
     w: torch.Tensor, centres: torch.Tensor, scaled_centres: torch.Tensor, zero_row: int | None, tau: float,
-    gamma0: float, grad: torch.Tensor, grad_scale: float, views: tuple[torch.Tensor, ...],
+    zero_threshold: float, grad: torch.Tensor, grad_scale: float, views: tuple[torch.Tensor, ...],
 ) -> torch.Tensor:
     """``Σ_w Σ_j s_j u_j`` (``= -Σ_w f/τ``) for the weights ``w``; writes ``grad_scale · ∂f/∂w`` into ``grad``.
 
@@ -86,10 +85,10 @@ def _terms(
     slower per element. Each operation costs a few microseconds even on small tensors, so their
     number is kept low.
     """
-    magnitude, small, big, scale, g, h, _, diff, u, s = views
+    magnitude, small, big, scale, g, h, diff, u, s = views
     torch.abs(w, out=magnitude)
-    torch.le(magnitude, gamma0, out=small)  # 1 below γ0 (absolute distance), else 0
-    torch.gt(magnitude, gamma0, out=big)
+    torch.le(magnitude, zero_threshold, out=small)  # 1 below γ0 (absolute distance), else 0
+    torch.gt(magnitude, zero_threshold, out=big)
     torch.addcmul(small, magnitude, big, out=scale).reciprocal_()  # 1/|w|, or 1 below γ0 (exact)
     torch.sub(w[None, :], centres[:, None], out=diff)
     torch.abs(diff, out=u).mul_(torch.mul(scale, -1.0 / tau, out=magnitude))  # u = -d/τ
@@ -115,24 +114,19 @@ def _zero_row(centres: torch.Tensor) -> int | None:
 
 
 def _penalty_and_grad(
-    flat: torch.Tensor, index: torch.Tensor | None, centres: torch.Tensor, zero_row: int | None,
-    tau: float, gamma0: float,
+    w: torch.Tensor, centres: torch.Tensor, zero_row: int | None, tau: float, zero_threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L_reg`` over ``flat`` (or its entries at ``index``) and its gradient by those entries.
-
-    Chunked; a chunk of ``index`` is gathered into the workspace, so no gathered copy is made.
-    """
-    n = flat.numel() if index is None else index.numel()
+    """``L_reg`` over the 1-D ``w`` and its gradient, chunk by chunk."""
+    n = w.numel()
     chunk = min(n, _CHUNK_ELEMENTS, max(1024, _CHUNK_CELLS // centres.numel()))
-    grad = flat.new_empty(n)  # d L_reg / d w, written chunk by chunk
-    ws = _workspace(centres.numel(), chunk, flat.dtype, flat.device)
+    grad = w.new_empty(n)  # d L_reg / d w, written chunk by chunk
+    ws = _workspace(centres.numel(), chunk, w.dtype, w.device)
     scaled_centres = centres * (1.0 / n)
     total = None
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        views = ws.take(stop - start)
-        w = flat[start:stop] if index is None else torch.index_select(flat, 0, index[start:stop], out=views[6])
-        part = _terms(w, centres, scaled_centres, zero_row, tau, gamma0, grad[start:stop], 1.0 / n, views)
+        part = _terms(w[start:stop], centres, scaled_centres, zero_row, tau, zero_threshold, grad[start:stop],
+                      1.0 / n, ws.take(stop - start))
         total = part if total is None else total + part
     return total.mul_(-tau / n), grad
 
@@ -140,8 +134,8 @@ def _penalty_and_grad(
 class _Penalty(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w: torch.Tensor, centres: torch.Tensor, zero_row: int | None, tau: float,
-                gamma0: float) -> torch.Tensor:
-        reg, grad = _penalty_and_grad(w, None, centres, zero_row, tau, gamma0)
+                zero_threshold: float) -> torch.Tensor:
+        reg, grad = _penalty_and_grad(w, centres, zero_row, tau, zero_threshold)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(grad)
         return reg
@@ -152,44 +146,45 @@ class _Penalty(torch.autograd.Function):
         return grad_out * grad, None, None, None, None
 
 
-class _PackedLoss(torch.autograd.Function):
-    """``CE + λ L_reg`` over the unfixed entries of a packed flat vector, as one autograd node.
-
-    ``flat`` holds the parameters ``originals`` (views of it, laid out by ``layout``); ``index`` picks
-    the unfixed entries. Backward scatters ``λ ∂L_reg/∂w`` into one fresh flat buffer and hands each
-    parameter a view of it: no gathered copy, no per-layer concatenation or split.
-    """
-
-    @staticmethod
-    def forward(ctx, ce, flat, index, centres, zero_row, alpha, tau, gamma0, layout, *originals):
-        reg, grad = _penalty_and_grad(flat, index, centres, zero_row, tau, gamma0)
-        # λ = stopgrad(α CE / L_reg), and 0 when L_reg = 0; tensor operations, so no device sync
-        lam = torch.nan_to_num_(ce.mul(alpha).div_(reg), nan=0.0, posinf=0.0, neginf=0.0)
-        ctx.size, ctx.layout = flat.numel(), layout
-        ctx.save_for_backward(index, grad, lam)
-        return torch.addcmul(ce, lam, reg)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        index, grad, lam = ctx.saved_tensors
-        factor = grad_out * lam
-        if index is None:
-            full = grad * factor
-        else:
-            full = grad.new_zeros(ctx.size).index_copy_(0, index, grad).mul_(factor)
-        return (grad_out, None, None, None, None, None, None, None, None,
-                *layout_views(full, ctx.layout, ctx.needs_input_grad[9:]))
+def _check_settings(tau: float, zero_threshold: float) -> tuple[float, float]:
+    return check_number("tau", tau, low=0, low_open=True), check_zero_threshold(zero_threshold)
 
 
 def cluster_penalty(
     weights: torch.Tensor, centres: torch.Tensor, tau: float = 0.05, zero_threshold: float = ZERO_THRESHOLD
 ) -> torch.Tensor:
-    """``L_reg``: mean over ``weights`` of the soft-assigned distance to ``centres`` (differentiable)."""
+    """``L_reg``: mean over ``weights`` of the soft-assigned distance to ``centres`` (differentiable).
+
+    The fused path: value and gradient in one chunked pass, O(N) memory whatever the number of centres.
+    Equal to :func:`penalty_reference`.
+    """
+    tau, zero_threshold = _check_settings(tau, zero_threshold)
     w = weights.reshape(-1)
     if w.numel() == 0 or centres.numel() == 0:
         return w.sum() * 0.0
     c = centres.detach().to(device=w.device, dtype=w.dtype).reshape(-1)
-    return _Penalty.apply(w, c, _zero_row(c), float(tau), float(zero_threshold))
+    return _Penalty.apply(w, c, _zero_row(c), tau, zero_threshold)
+
+
+def penalty_reference(
+    weights: torch.Tensor, centres: torch.Tensor, tau: float = 0.05, zero_threshold: float = ZERO_THRESHOLD
+) -> torch.Tensor:
+    """``L_reg`` as section 5 writes it: a dense centres x weights matrix, autograd for the gradient.
+
+    The readable definition that :func:`cluster_penalty` computes in chunks (tested equal, value and
+    gradient). It needs memory for K x N entries: for checks and small inputs, not for training.
+    """
+    tau, zero_threshold = _check_settings(tau, zero_threshold)
+    w = weights.reshape(-1)  # N
+    c = centres.detach().to(w).reshape(-1, 1)  # K x 1
+    if w.numel() == 0 or c.numel() == 0:
+        return w.sum() * 0.0
+    small = w.abs() <= zero_threshold
+    # relative distance |w - c| / |w| above γ0, absolute below (dividing by 1 keeps w = 0 finite)
+    d = (w - c).abs() / torch.where(small, torch.ones_like(w), w.abs())  # K x N
+    d = torch.where(small & (c == 0), 0.0, d)  # no pull from the zero centre on weights below γ0
+    s = torch.softmax(-d / tau, dim=0)  # softmin over the centres
+    return (s * d).sum(0).mean()
 
 
 class ClusterRegulariser:
@@ -200,12 +195,9 @@ class ClusterRegulariser:
     """
 
     def __init__(self, alpha: float = 0.4, tau: float = 0.05, zero_threshold: float = ZERO_THRESHOLD) -> None:
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"alpha={alpha!r} must be a finite number >= 0 (0 disables the regulariser)")
-        if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-            raise ValueError(f"tau={tau!r} must be a finite number > 0")
-        validate_zero_threshold(zero_threshold)
-        self.alpha, self.tau, self.zero_threshold = float(alpha), float(tau), float(zero_threshold)
+        alpha = check_number("alpha", alpha, low=0, why="0 disables the regulariser")
+        tau, zero_threshold = _check_settings(tau, zero_threshold)
+        self.alpha, self.tau, self.zero_threshold = alpha, tau, zero_threshold
 
     def penalty(self, free_values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """``L_reg`` of the given unfixed values."""
@@ -221,20 +213,8 @@ class ClusterRegulariser:
         lam = self.alpha * ce.detach() / reg.detach()
         return ce + lam * reg
 
-    def fixer_loss(self, ce: torch.Tensor, fixer: "WeightFixer") -> torch.Tensor:
-        """:meth:`loss` over the unfixed values of ``fixer``, with its current centres: the training step's loss.
-
-        When the fixer's parameters are packed in one flat tensor (the usual case) the whole
-        regulariser is one autograd node working on that tensor; otherwise this is
-        ``loss(ce, fixer.free_values(), fixer.centres)``. Same value and gradients either way.
-        """
-        packed = fixer.packed()
-        centres = fixer.centres
-        if packed is None or self.alpha == 0 or centres.numel() == 0:
-            return self.loss(ce, fixer.free_values(), centres.to(ce.device))
-        flat, index, layout, originals = packed
-        if index is not None and index.numel() == 0:
-            return ce
-        c = centres.detach().to(device=flat.device, dtype=flat.dtype).reshape(-1)
-        return _PackedLoss.apply(ce, flat, index, c, _zero_row(centres), self.alpha, self.tau, self.zero_threshold,
-                                 layout, *originals)
+    def fixer_loss(self, ce: torch.Tensor, fixer: WeightFixer) -> torch.Tensor:
+        """:meth:`loss` over the unfixed values of ``fixer``, with its current centres: the training step's loss."""
+        if self.alpha == 0 or fixer.centres.numel() == 0:
+            return ce  # without free_values(), which copies every fixable parameter
+        return self.loss(ce, fixer.free_values(), fixer.centres.to(ce.device))
