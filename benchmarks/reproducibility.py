@@ -43,17 +43,17 @@ def worker(seed: int, threads: int) -> dict:
     """Run what the notebooks run (with this seed and thread count) and evaluate their claims."""
     import torch
 
-    from wfn_core.course import checks as CC
     from wfn_core import evaluate, load_pretrained_digits, preset, run_wfn, search_preset, summary
     from wfn_core.compare.baselines import compare, default_methods, paper_claim
-    from wfn_core.data import digits
     from wfn_core.compare.export import load_compressed, save_compressed
+    from wfn_core.compare.shiftadd import convert_to_shift_add, count_operations
+    from wfn_core.course import checks as CC
+    from wfn_core.course.plots import top_values
+    from wfn_core.course.widgets import explore_delta
+    from wfn_core.data import digits
     from wfn_core.metrics import order_histogram
     from wfn_core.models import DigitsCNN
-    from wfn_core.course.plots import top_values
-    from wfn_core.compare.shiftadd import convert_to_shift_add, count_operations
     from wfn_core.training import seed_everything
-    from wfn_core.course.widgets import explore_delta
 
     seed_everything(seed, threads=threads)
     train, test = digits(seed=seed)
@@ -62,7 +62,7 @@ def worker(seed: int, threads: int) -> dict:
     config = preset("digits", seed=seed)
     result = run_wfn(load_pretrained_digits(), train, test, config, device="cpu")
     permanent = run_wfn(load_pretrained_digits(), train, test, config.replace(recluster_fixed=False), device="cpu")
-    wfn = result.fixer.flat_values()
+    wfn = result.flat_values()
     single = order_histogram(wfn).get(1, 0) / wfn.numel()
     top5 = sum(s for _, _, s in top_values(wfn, 5))
     points = {d: explore_delta(fp32, test, d, plot=False) for d in (0.005, 0.01, 0.025)}
@@ -153,7 +153,8 @@ def main() -> int:
     for key in outcomes[0]["figures"]:
         values = [out["figures"][key] for out in outcomes]
         mean = sum(values) / len(values)
-        print(f"{key:<15} min {min(values):>7} mean {mean:>8.2f} max {max(values):>7}   " + " ".join(str(v) for v in values))
+        print(f"{key:<15} min {min(values):>7} mean {mean:>8.2f} max {max(values):>7}   "
+              + " ".join(str(v) for v in values))
     print(f"\n{len(statements)} claims x {len(configs)} configurations: "
           + ("every claim holds everywhere" if not failures else f"{failures} failures"))
     return 1 if failures else 0

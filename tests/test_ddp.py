@@ -19,13 +19,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import wfn_core.pipeline as pipeline
-from wfn_core.cli import main
+from wfn_core.cli import distributed_loader, main, per_rank_batch, scaled_config
 from wfn_core.config import preset
 from wfn_core.course.checks import MAX_DROP_POINTS, MAX_ENTROPY_BITS, MAX_UNIQUE
 from wfn_core.data import digits
 from wfn_core.models import load_pretrained_digits
 from wfn_core.pipeline import CHECKPOINT_NAME, run_wfn
-from wfn_core.cli import distributed_loader, per_rank_batch, scaled_config
 from wfn_core.training import evaluate
 
 CONFIG = dict(fractions=(0.5, 0.9, 1.0), epochs_per_iteration=1)
@@ -85,7 +84,7 @@ def _run_job(rank: int, out: Path, resume: bool = False, interrupt_at: int | Non
     except _Interrupted:
         return
     torch.save({
-        "values": result.fixer.flat_values(), "fixed": result.fixer.fixed_mask(), "centres": result.fixer.centres,
+        "values": result.flat_values(), "centres": result.centres,
         "history": result.history, "state": result.model.state_dict(), "cluster_calls": seen["cluster"],
         "params": seen["params"], "batch": loader.batch_size, "steps": len(loader),
         "whole_eval": evaluate(result.model, test, device="cpu"),  # this rank alone, every test image
@@ -130,8 +129,8 @@ def test_two_ranks_run_the_single_process_schedule_identically(two_ranks):
     # rank 0 clusters, rank 1 only receives the decision, and both then hold the same everything
     assert r0["cluster_calls"] == len(CONFIG["fractions"]) and r1["cluster_calls"] == 0
     assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))  # so the regulariser is the same too
-    assert torch.equal(r0["values"], r1["values"]) and torch.equal(r0["fixed"], r1["fixed"])
-    assert torch.equal(r0["centres"], r1["centres"]) and r0["fixed"].all()
+    assert torch.equal(r0["values"], r1["values"]) and torch.equal(r0["centres"], r1["centres"])
+    assert set(r0["values"].unique().tolist()) <= set(r0["centres"].tolist())  # every value fixed to a centre
     assert all(torch.equal(v, r1["state"][k]) for k, v in r0["state"].items())  # batch-norm statistics included
     assert _without_seconds(r0["history"]) == _without_seconds(r1["history"])
     # the global batch and the steps per epoch are one process's
@@ -189,7 +188,7 @@ def test_linear_learning_rate_scaling_follows_the_global_batch():
     assert scaled_config("digits", {"batch_size": 256}, "linear").lr == pytest.approx(4 * base.lr)
     assert scaled_config("digits", {"batch_size": 256}).lr == base.lr  # "none" keeps the preset's
     assert scaled_config("digits", {}, "linear") == base
-    with pytest.raises(ValueError, match="lr_scaling='sqrt' is not allowed: choose one of none, linear"):
+    with pytest.raises(ValueError, match="lr_scaling='sqrt' is not allowed: it must be one of 'none', 'linear'"):
         scaled_config("digits", {}, "sqrt")
 
 

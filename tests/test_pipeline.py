@@ -34,8 +34,29 @@ def test_short_run_fixes_everything_and_keeps_accuracy():
     assert result.baseline["top1"] > 0.98 and result.final["top1"] > 0.97  # shipped model: 356 of 360
     final = torch.cat([p.detach().reshape(-1) for _, p in fixable_parameters(result.model)])
     assert torch.unique(final).numel() == result.final["unique"] < 200
-    assert set(torch.unique(final).tolist()) <= set(result.fixer.centres.tolist())
+    assert set(torch.unique(final).tolist()) <= set(result.centres.tolist())
     DigitsCNN().load_state_dict(result.model.state_dict())
+
+
+def _snapshot(model: torch.nn.Module) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_run_wfn_leaves_the_given_model_as_it_found_it_and_runs_twice():
+    model = load_pretrained_digits().eval()
+    before = _snapshot(model)
+    first = _run(model=model)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in model.modules())
+    assert _snapshot(model).keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # not a bit changed
+    assert not model.training  # nor its mode
+    second = _run(model=model)  # the same instance again: same run
+    assert torch.equal(first.flat_values(), second.flat_values())
+    for result in (first, second):
+        assert result.model is not model and not result.model.training  # returned in the mode it was given
+        assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in result.model.modules())
+        assert result.model.state_dict().keys() == before.keys()
+    assert _run(model=load_pretrained_digits().train()).model.training
 
 
 def test_resume_after_an_interruption_mid_training_matches(tmp_path, monkeypatch):
@@ -57,7 +78,7 @@ def test_resume_after_an_interruption_mid_training_matches(tmp_path, monkeypatch
     monkeypatch.setattr(pipeline, "train_epoch", real)
     resumed = _run(tmp_path, resume=True)
     assert [r["iteration"] for r in resumed.history] == [0, 1, 2]
-    assert torch.equal(resumed.fixer.flat_values(), reference.fixer.flat_values())
+    assert torch.equal(resumed.flat_values(), reference.flat_values())
     for a, b in zip(resumed.history, reference.history):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
@@ -95,8 +116,12 @@ def test_checkpoints_from_elsewhere_are_refused(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"delta": 0.0}, r"delta=0.0 .*\(0, 1\)"),
+        ({"delta": 0.0}, r"delta=0.0 is not allowed: it must be a number in \(0, 0.1\)"),
         ({"delta": 1.5}, r"delta=1.5"),
+        # δ_0 = δ·T >= 1 can only fail later (after the baseline evaluation): refused up front
+        ({"delta": 0.2}, r"^delta=0.2 is not allowed: it must be a number in \(0, 0.1\) \(δ_0 = δ·T must stay below 1 "
+                         r"with T = 10 fixing iterations\)$"),
+        ({"delta": 0.6, "fractions": (0.5, 1.0)}, r"^delta=0.6 is not allowed: it must be a number in \(0, 0.5\)"),
         ({"alpha": -1}, r"alpha=-1 .*>= 0"),
         ({"tau": 0}, r"tau=0 .*> 0"),
         ({"fractions": (0.5, 0.4, 1.0)}, "strictly increasing"),
@@ -104,7 +129,9 @@ def test_checkpoints_from_elsewhere_are_refused(tmp_path):
         ({"epochs_per_iteration": -1}, "epochs_per_iteration=-1"),
         ({"epochs_before": 1.5}, "epochs_before=1.5"),
         ({"zero_threshold": 0.01}, "power of two"),
-        ({"optimizer": "rmsprop"}, "adam, sgd"),
+        ({"optimizer": "rmsprop"}, "optimizer='rmsprop' is not allowed: it must be one of 'adam', 'sgd'"),
+        ({"batch_size": 0}, "batch_size=0 is not allowed: it must be an integer >= 1"),
+        ({"include_bn": 1}, "include_bn=1 is not allowed: it must be True or False"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -117,7 +144,7 @@ def test_bad_inputs_fail_before_any_work():
     train, test = digits()
     with pytest.raises(ValueError, match="fixable"):
         run_wfn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU()), train, test, config, device="cpu")
-    with pytest.raises(ValueError, match="unknown; allowed: digits"):
+    with pytest.raises(ValueError, match="preset='mnist' is not allowed: it must be one of 'digits'"):
         preset("mnist")
     empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0)))
     model = load_pretrained_digits()
@@ -150,5 +177,6 @@ def test_cli_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
-    for option in ("--preset", "--delta", "--alpha", "--seed", "--out", "--resume", "--epochs", "--weights", "--threads"):
+    for option in ("--preset", "--delta", "--alpha", "--seed", "--out", "--resume", "--epochs", "--weights",
+                   "--threads"):
         assert option in text

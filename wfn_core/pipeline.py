@@ -7,6 +7,7 @@ ranks (every rank gets the single-process numbers), only rank 0 writes files.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +17,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DistributedSampler, RandomSampler
 
+from ._validation import check_bool, fail
 from .clustering import ClusterResult, cluster, delta_schedule
 from .config import WFNConfig
+from .fixable import fixable_parameters, flat_values
 from .freezing import WeightFixer
 from .io import atomic_torch_save
 from .metrics import summary
 from .regulariser import ClusterRegulariser
-from .training import NonFiniteLossError, default_device, evaluate, progress, train_epoch
+from .training import NonFiniteLossError, default_device, evaluate, make_optimizer, progress, reseed, train_epoch
 
 __all__ = ["run_wfn", "WFNResult", "CheckpointError", "CHECKPOINT_NAME"]
 
@@ -38,12 +40,18 @@ class CheckpointError(ValueError):
 
 @dataclass
 class WFNResult:
-    """What :func:`run_wfn` returns: the plain fixed model, the fixer, and one record per iteration."""
+    """What :func:`run_wfn` returns: the weight-fixed model (a plain module of the original architecture),
+    the fp32 baseline's scores, one record per fixing iteration, and the centres picked."""
 
     model: nn.Module
-    fixer: WeightFixer
     baseline: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    centres: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    include_bn: bool = False
+
+    def flat_values(self) -> torch.Tensor:
+        """The fixable values of the fixed model, flattened in the order of :func:`fixable_parameters`."""
+        return flat_values(fixable_parameters(self.model, include_bn=self.include_bn))
 
     @property
     def final(self) -> dict[str, Any]:
@@ -54,7 +62,8 @@ class WFNResult:
         """A short table: the fp32 baseline, then one line per iteration."""
         lines = [f"{'iter':>4} {'fixed':>7} {'delta_t':>8} {'top1':>7} {'unique':>7} {'H bits':>7} {'centres':>7}"]
         b = self.baseline
-        lines.append(f"{'fp32':>4} {0:>7.3f} {'':>8} {100 * b['top1']:>7.1f} {b['unique']:>7} {b['entropy_bits']:>7.2f} {'':>7}")
+        lines.append(f"{'fp32':>4} {0:>7.3f} {'':>8} {100 * b['top1']:>7.1f} "
+                     f"{b['unique']:>7} {b['entropy_bits']:>7.2f} {'':>7}")
         for r in self.history:
             lines.append(
                 f"{r['iteration']:>4} {r['fixed_fraction']:>7.3f} {r['delta_t']:>8.4f} {100 * r['top1']:>7.1f} "
@@ -71,28 +80,9 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _seed_iteration(loader, seed: int, iteration: int, epoch: int) -> None:
-    """Make each epoch's shuffling and dropout a function of (seed, iteration, epoch) alone, so a
-    resumed run repeats exactly what an uninterrupted one does."""
-    key = (seed * 1_000 + iteration) * 1_000 + epoch
-    torch.manual_seed(key)
-    sampler = getattr(loader, "sampler", None)
-    if isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(key)
-    elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
-        sampler.generator.manual_seed(key)
-
-
 def _metrics(fixer: WeightFixer) -> dict[str, Any]:
     s = summary(fixer.flat_values())
     return {k: s[k] for k in ("unique", "unique_nonzero", "entropy_bits", "entropy_bits_nonzero", "power_of_two_share")}
-
-
-def _make_optimizer(model: nn.Module, config: WFNConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _broadcast_result(result: ClusterResult | None) -> ClusterResult:
@@ -161,25 +151,31 @@ def run_wfn(
     resume: bool = False,
     device: torch.device | str | None = None,
 ) -> WFNResult:
-    """Run Weight Fixing on a trained ``model`` (modified in place; parametrised while it runs).
+    """Run Weight Fixing on a trained ``model`` and return the weight-fixed copy in a :class:`WFNResult`.
 
-    Returns a :class:`WFNResult` whose ``model`` is a plain copy (loads into the original
-    architecture) and whose ``history`` holds one record per fixing iteration.
+    ``model`` is left as it was found: the run works on a deep copy (parametrised while it trains), and
+    ``result.model`` is that copy made plain again (no parametrisations; its ``state_dict`` loads into the
+    original architecture), on ``device``, in the train/eval mode ``model`` was in. ``history`` holds one
+    record per fixing iteration.
 
     Under ``torch.distributed`` (world size > 1) every rank calls it: ``train_loader`` is the rank's
     share (a :class:`~torch.utils.data.DistributedSampler`, batch = global batch / world size, as
     :func:`wfn_core.cli.distributed_loader` builds it) and ``test_loader`` the whole evaluation set
     in a fixed order on every rank; each rank evaluates a share of its batches.
     """
+    if not isinstance(model, nn.Module):
+        raise fail("model", model, "a torch.nn.Module")
     if not isinstance(config, WFNConfig):
-        raise TypeError(f"config must be a WFNConfig, not {type(config).__name__}")
+        raise fail("config", config, "a WFNConfig (for example wfn_core.preset('digits'))")
+    check_bool("resume", resume)
     if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs a checkpoint_dir")
+        raise fail("resume", resume, "False when checkpoint_dir is None (a run resumes from its checkpoint_dir)")
     for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
         if hasattr(loader, "__len__") and len(loader) == 0:
             raise ValueError(f"{name} yields no batches: it needs at least one")
     device = torch.device(device) if device is not None else default_device()
-    model.to(device)
+    was_training = model.training
+    model = copy.deepcopy(model).to(device)  # the caller's model stays as it was
     fixer = WeightFixer(model, include_bn=config.include_bn, zero_threshold=config.zero_threshold)
     regulariser = ClusterRegulariser(config.alpha, config.tau, config.zero_threshold)
     deltas = delta_schedule(config.delta, config.n_iterations)
@@ -195,9 +191,13 @@ def run_wfn(
         return regulariser.fixer_loss(ce, fixer)
 
     def train(iteration: int, epochs: int, with_regulariser: bool, label: str) -> None:
-        optimizer = _make_optimizer(model, config)  # fresh each iteration
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(params, config.optimizer, config.lr, config.weight_decay,
+                                   config.momentum)  # fresh each iteration
         for epoch in range(epochs):
-            _seed_iteration(train_loader, config.seed, iteration, epoch)
+            # shuffling and dropout a function of (seed, iteration, epoch) alone: a resumed run repeats an
+            # uninterrupted one
+            reseed(train_loader, (config.seed * 1_000 + iteration) * 1_000 + epoch)
             train_epoch(
                 train_model, train_loader, optimizer, loss_fn=loss_fn if with_regulariser else None,
                 grad_clip=config.grad_clip, device=device, desc=f"{label} epoch {epoch + 1}/{epochs}",
@@ -255,4 +255,6 @@ def run_wfn(
                 },
                 ckpt,
             )
-    return WFNResult(model=fixer.plain_model(), fixer=fixer, baseline=baseline, history=history)
+    centres = fixer.centres.clone()
+    fixed = fixer.remove().train(was_training)  # the working copy, plain again
+    return WFNResult(model=fixed, baseline=baseline, history=history, centres=centres, include_bn=config.include_bn)
