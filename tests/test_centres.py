@@ -9,15 +9,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_centres import reference_apot, reference_candidates
 
-from reference_clustering import reference_apot, reference_candidates
+import wfn_core.centres as centres
+from wfn_core._validation import check_zero_threshold
 from wfn_core.centres import (
-    ZERO_THRESHOLD,
     _SQRT_HALF,
+    ZERO_THRESHOLD,
     apot_approx,
     apot_terms,
     candidate_centres,
-    validate_zero_threshold,
 )
 
 FAST = settings(max_examples=150, deadline=None)
@@ -26,13 +27,13 @@ FAST = settings(max_examples=150, deadline=None)
 # ------------------------------------------------------------------ the zero threshold
 @pytest.mark.parametrize("z", [2.0**-7, 1.0, 2.0**-20, 8.0])
 def test_validate_zero_threshold_accepts_powers_of_two(z):
-    assert validate_zero_threshold(z) == z
+    assert check_zero_threshold(z) == z
 
 
 @pytest.mark.parametrize("z", [0.0, -(2.0**-7), 0.01, 3.0, 0.75, math.nan, math.inf, "abc", None])
 def test_validate_zero_threshold_rejects_the_rest(z):
-    with pytest.raises(ValueError, match=r"zero_threshold must be a positive power of two.*got"):
-        validate_zero_threshold(z)
+    with pytest.raises(ValueError, match=r"zero_threshold=.* is not allowed: it must be a positive power of two"):
+        check_zero_threshold(z)
 
 
 def test_default_zero_threshold():
@@ -88,12 +89,12 @@ def test_apot_matches_the_reference(value, order, delta):
 
 
 def test_apot_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="order must be a non-negative integer"):
+    with pytest.raises(ValueError, match=r"order=-1 is not allowed: it must be an integer >= 0"):
         apot_approx(torch.tensor([0.5]), -1, 0.01)
-    with pytest.raises(ValueError, match="delta must be a positive finite number"):
+    with pytest.raises(ValueError, match=r"delta=0.0 is not allowed: it must be a number > 0"):
         apot_approx(torch.tensor([0.5]), 1, 0.0)
-    with pytest.raises(ValueError, match="finite"):
-        apot_approx(torch.tensor([math.nan]), 1, 0.01)
+    with pytest.raises(ValueError, match=r"values holds nan at flat index 1: it must hold finite values only"):
+        apot_approx(torch.tensor([0.5, math.nan]), 1, 0.01)
     with pytest.raises(ValueError, match="zero_threshold"):
         apot_approx(torch.tensor([0.5]), 1, 0.01, zero_threshold=0.01)
 
@@ -179,8 +180,13 @@ def test_candidate_set_uses_d_capped_at_0_9999():
     assert candidate_centres(1.0, 0.99999, 0).tolist() == candidate_centres(1.0, 0.9999, 0).tolist()
 
 
-def test_candidate_sets_are_cached():
-    assert candidate_centres(0.5, 0.02, 1) is candidate_centres(0.5, 0.02, 1)
+def test_candidate_sets_are_cached_but_each_caller_gets_its_own_copy():
+    first = candidate_centres(0.5, 0.02, 1)
+    expected = first.clone()
+    first.mul_(2)  # a caller that writes into its result ...
+    assert torch.equal(candidate_centres(0.5, 0.02, 1), expected)  # ... does not change the next call's
+    assert (centres._candidates_cached(0.02, 1, 0.5, ZERO_THRESHOLD)
+            is centres._candidates_cached(0.02, 1, 0.5, ZERO_THRESHOLD))
 
 
 @FAST

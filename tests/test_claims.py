@@ -5,7 +5,8 @@ from wfn_core.course.claims import CLAIM_LINE, MEASURED, ClaimFailed, at_least, 
 
 
 def test_a_claim_prints_its_statement_verdict_and_masked_measurement(capsys):
-    assert check(at_most("unique values", 25, 36), at_least("share", 99.5, 99, unit="%"), claim("bit-exact", True)) is None
+    assert check(at_most("unique values", 25, 36), at_least("share", 99.5, 99, unit="%"),
+                 claim("bit-exact", True)) is None
     printed = capsys.readouterr().out.splitlines()
     assert printed == ["unique values at most 36: yes  [measured 25]", "share at least 99%: yes  [measured 99.5%]",
                        "bit-exact: yes"]

@@ -13,8 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import wfn_core.data as data
 import wfn_core.delta_search as DS
 from wfn_core import WFNConfig, load_pretrained_digits, run_wfn, search_delta, search_preset
-from wfn_core.cli import main
-from wfn_core.cli import run_preset
+from wfn_core.cli import main, run_preset
 from wfn_core.config import build_preset
 
 # Two fixing iterations of one epoch: a full run of the MLP below takes a fraction of a second.
@@ -179,17 +178,17 @@ def test_a_full_run_failing_where_the_proxy_passed_steps_down_the_grid(monkeypat
 def test_bad_inputs_name_the_parameter_the_value_and_what_is_allowed(mlp):
     model, train, val = mlp
     cases = [
-        (dict(max_drop=-1), r"max_drop=-1 is not allowed: it must be >= 0 \(accuracy points\)"),
+        (dict(max_drop=-1), r"max_drop=-1 is not allowed: it must be a number >= 0 \(accuracy points\)"),
         (dict(max_drop=float("nan")), r"max_drop=nan is not allowed"),
         (dict(max_runs=0), r"max_runs=0 is not allowed: it must be an integer >= 1"),
-        (dict(rtol=0), r"rtol=0 is not allowed: it must be > 0"),
+        (dict(rtol=0), r"rtol=0 is not allowed: it must be a number > 0"),
         (dict(grid_points=2), r"grid_points=2 is not allowed: it must be an integer >= 3"),
         (dict(delta_range=(0.01, 0.6)), r"delta_range=\(0.01, 0.6\) is not allowed: .*1/T = 0.5 \(T = 2 fractions"),
     ]
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
             search_delta(model, train, val, CONFIG, cache=False, device="cpu", **kwargs)
-    with pytest.raises(TypeError, match="config must be a WFNConfig"):
+    with pytest.raises(TypeError, match="config=.* is not allowed: it must be a WFNConfig"):
         search_delta(model, train, val, CONFIG.to_dict(), cache=False)
 
 

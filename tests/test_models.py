@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from wfn_core.data import REPO_DATA_DIR as DATA_ROOT
 from wfn_core.data import digits
 from wfn_core.models import (
     PRETRAINED_DIGITS_SHA256,
@@ -11,7 +12,6 @@ from wfn_core.models import (
     sha256_file,
     torchvision_model,
 )
-from wfn_core.data import REPO_DATA_DIR as DATA_ROOT
 from wfn_core.training import evaluate
 
 
@@ -42,7 +42,7 @@ def test_torchvision_model_from_local_state_dict(tmp_path, name):
 
 
 def test_torchvision_model_rejects_bad_names(tmp_path):
-    with pytest.raises(ValueError, match="resnet18, resnet34, resnet50"):
+    with pytest.raises(ValueError, match="name='vgg16' is not allowed: it must be one of 'resnet18', 'resnet34'"):
         torchvision_model("vgg16")
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         torchvision_model("resnet18", weights="NOT_A_WEIGHT_NAME")

@@ -1,8 +1,9 @@
 """The set-up files agree with each other and with the README."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +30,8 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     listed.pop("python", None)
     listed.pop("pip", None)
     both = listed
-    assert set(both) == set(deps), f"only in environment.yml: {set(both) - set(deps)}; only in pyproject: {set(deps) - set(both)}"
+    assert set(both) == set(deps), (f"only in environment.yml: {set(both) - set(deps)}; "
+                                    f"only in pyproject: {set(deps) - set(both)}")
     for name, spec in deps.items():
         assert both[name] == spec, f"{name}: pyproject says {spec!r}, environment.yml says {both[name]!r}"
 
@@ -47,5 +49,6 @@ def test_readme_opens_with_the_two_commands_and_ci_calls_the_test_one():
     first = [line.split("#", 1)[0].strip() for line in blocks[0].splitlines() if line.split("#", 1)[0].strip()]
     assert first == ["make run", "make test"], first
     ci = (ROOT / ".ci" / "run").read_text()
-    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
+    commands = [line.strip() for line in ci.splitlines()
+                if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
     assert commands == ["make test"], commands

@@ -14,14 +14,17 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wfn_core.centres import apot_terms, candidate_centres
+from wfn_core.compare.shiftadd import (
+    ShiftAddLayer,
+    convert_to_shift_add,
+    count_operations,
+    decompose,
+    rounding_bound,
+)
 from wfn_core.config import preset
 from wfn_core.data import digits
 from wfn_core.models import load_pretrained_digits
 from wfn_core.pipeline import run_wfn
-from wfn_core.compare.shiftadd import (
-    ShiftAddLayer, convert_to_shift_add, count_operations, decompose, rounding_bound, shift_add_conv2d,
-    shift_add_linear,
-)
 
 SLACK = 1e-12
 
@@ -56,8 +59,7 @@ def _apot_weights(shape, seed=0) -> torch.Tensor:
 
 
 def _check_within_bound(layer: nn.Module, x: torch.Tensor, frac_bits: int) -> float:
-    fn = shift_add_conv2d if isinstance(layer, nn.Conv2d) else shift_add_linear
-    got = fn(layer, x.to(torch.float64), frac_bits=frac_bits)
+    got = ShiftAddLayer(layer, frac_bits=frac_bits)(x.to(torch.float64))
     ref = layer.to(torch.float64)(x.to(torch.float64)).detach()
     layer.to(torch.float32)
     bound = rounding_bound(layer, frac_bits)
@@ -114,7 +116,7 @@ def test_linear_with_leading_dimensions_and_float32_output():
     with torch.no_grad():
         lin.weight.copy_(_apot_weights(lin.weight.shape, seed=3))
     x = torch.randn(2, 3, 7)
-    got = shift_add_linear(lin, x)
+    got = ShiftAddLayer(lin)(x)
     assert got.shape == (2, 3, 5) and got.dtype == torch.float32
     assert torch.allclose(got, lin(x), atol=1e-3)
 
@@ -142,28 +144,28 @@ def test_non_apot_weights_are_refused_with_layer_and_value():
     lin.weight.data.fill_(0.75)
     lin.weight.data[2, 5] = 0.1  # 0.1 has many terms
     with pytest.raises(ValueError, match=r"\[2, 5\] = 0.1"):
-        shift_add_linear(lin, torch.randn(2, 16))
+        ShiftAddLayer(lin)(torch.randn(2, 16))
     lin.weight.data[2, 5] = float("inf")
     with pytest.raises(ValueError, match="not finite"):
-        shift_add_linear(lin, torch.randn(2, 16))
+        ShiftAddLayer(lin)(torch.randn(2, 16))
     lin.weight.data[2, 5] = 0.4375  # 2 terms; refused only when max_terms=1
     with pytest.raises(ValueError, match="at most 1 allowed"):
-        shift_add_linear(lin, torch.randn(2, 16), max_terms=1)
+        ShiftAddLayer(lin, max_terms=1)(torch.randn(2, 16))
 
 
 def test_bad_arguments_are_refused():
     lin = nn.Linear(2, 1)
     lin.weight.data.fill_(0.5)
-    with pytest.raises(ValueError, match="frac_bits"):
-        shift_add_linear(lin, torch.ones(1, 2), frac_bits=-1)
+    with pytest.raises(ValueError, match=r"frac_bits=-1 is not allowed: it must be an integer in \[0, 52\]"):
+        ShiftAddLayer(lin, frac_bits=-1)(torch.ones(1, 2))
     with pytest.raises(ValueError, match="finite"):
-        shift_add_linear(lin, torch.tensor([[float("nan"), 1.0]]))
-    with pytest.raises(TypeError):
-        shift_add_conv2d(lin, torch.ones(1, 2))
+        ShiftAddLayer(lin)(torch.tensor([[float("nan"), 1.0]]))
+    with pytest.raises(TypeError, match=r"layer=.* is not allowed: it must be an nn.Linear or nn.Conv2d"):
+        ShiftAddLayer(nn.ReLU())
     conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
     conv.weight.data.fill_(0.25)
     with pytest.raises(ValueError, match="padding_mode"):
-        shift_add_conv2d(conv, torch.ones(1, 1, 4, 4))
+        ShiftAddLayer(conv)(torch.ones(1, 1, 4, 4))
 
 
 def test_unbatched_conv_input():
@@ -171,7 +173,7 @@ def test_unbatched_conv_input():
     with torch.no_grad():
         conv.weight.copy_(_apot_weights(conv.weight.shape, seed=6))
     x = torch.randn(2, 5, 5, dtype=torch.float64)
-    got = shift_add_conv2d(conv, x)
+    got = ShiftAddLayer(conv)(x)
     assert got.shape == (3, 5, 5)
     assert torch.allclose(got, conv.double()(x), atol=1e-3)
 
@@ -180,7 +182,7 @@ def test_overflow_is_refused():
     lin = nn.Linear(2, 1, bias=False)
     lin.weight.data.fill_(2.0**20)
     with pytest.raises(OverflowError):
-        shift_add_linear(lin, torch.full((1, 2), 1e6), frac_bits=30)
+        ShiftAddLayer(lin, frac_bits=30)(torch.full((1, 2), 1e6))
 
 
 # ------------------------------------------------------------------------------ no multiplications

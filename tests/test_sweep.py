@@ -1,10 +1,16 @@
 import pytest
 
 from wfn_core import evaluate, load_pretrained_digits, preset
-from wfn_core.data import REPO_DATA_DIR, digits
 from wfn_core.course.sweep import (
-    SWEEP_ALPHAS, SWEEP_DELTAS, SWEEP_FIELDS, SWEEP_SEEDS, choose_setting, read_sweep, run_point,
+    SWEEP_ALPHAS,
+    SWEEP_DELTAS,
+    SWEEP_FIELDS,
+    SWEEP_SEEDS,
+    choose_setting,
+    read_sweep,
+    run_point,
 )
+from wfn_core.data import REPO_DATA_DIR, digits
 
 
 def _rows(table, split="val"):

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from wfn_core import preset
+from wfn_core.course.widgets import AlphaDeltaExplorer, DeltaExplorer, delta_slider_range, explore_delta
 from wfn_core.data import REPO_DATA_DIR, digits
 from wfn_core.models import load_pretrained_digits
-from wfn_core.course.widgets import AlphaDeltaExplorer, DeltaExplorer, explore_delta
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,20 @@ def test_delta_outside_range_shows_a_message(model_and_loader):
     model, loader = model_and_loader
     ex = DeltaExplorer(model, loader)
     assert ex.update(0.5) is None
-    assert "Cannot fix" in ex.info.value and "0.5" in ex.info.value
+    assert "Cannot fix" in ex.info.value and "delta=0.5 is not allowed" in ex.info.value
+
+
+def test_delta_sliders_offer_only_values_that_run(model_and_loader):
+    model, loader = model_and_loader
+    assert delta_slider_range(10) == (-3.0, -1.05)  # 10^-1.05 = 0.089: the last step below 1/T = 0.1
+    sliders = [DeltaExplorer(model, loader).slider,
+               AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv").delta,
+               AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 1.0)).delta]
+    for slider, T in zip(sliders, (10, 10, 2)):
+        top = 10**slider.max
+        assert top * T < 1 <= round(10 ** (slider.max + slider.step) * T, 9)  # the top is the last step that runs
+        preset("digits", delta=top, fractions=tuple(i / T for i in range(1, T + 1)))  # WFNConfig accepts it
+    assert explore_delta(model, loader, 10 ** sliders[0].max, plot=False)["unique"] > 0
 
 
 def test_explore_delta_leaves_the_model_alone(model_and_loader):

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import torch
 
+from ._validation import InvalidParameterError, check_int, check_number, check_zero_threshold
+
 ZERO_THRESHOLD: float = 2.0**-7
 """Default γ0: weights below it are "zero" for the zero centre and the ladder starts there."""
 
@@ -25,29 +27,15 @@ ZERO_THRESHOLD: float = 2.0**-7
 _SQRT_HALF = 0.7071067811865476
 
 
-def validate_zero_threshold(zero_threshold: float) -> float:
-    """Return ``zero_threshold`` as a float; raise ``ValueError`` unless it is a positive power of two."""
-    message = f"zero_threshold must be a positive power of two such as 2**-7, got {zero_threshold!r}"
-    try:
-        z = float(zero_threshold)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if not (math.isfinite(z) and z > 0 and math.frexp(z)[0] == 0.5):
-        raise ValueError(message)
-    return z
-
-
-def _check_delta(delta: float) -> float:
-    d = float(delta)
-    if not (math.isfinite(d) and d > 0):
-        raise ValueError(f"delta must be a positive finite number, got {delta!r}")
-    return d
-
-
-def _check_order(order: int) -> int:
-    if isinstance(order, bool) or int(order) != order or order < 0:
-        raise ValueError(f"order must be a non-negative integer, got {order!r}")
-    return int(order)
+def _check_values(name: str, values: torch.Tensor) -> torch.Tensor:
+    v = torch.as_tensor(values).to(torch.float64)
+    if not torch.isfinite(v).all():
+        bad = v[~torch.isfinite(v)][0].item()
+        raise InvalidParameterError(
+            f"{name} holds {bad} at flat index {int((~torch.isfinite(v)).reshape(-1).nonzero()[0])}: "
+            f"it must hold finite values only (no NaN or inf)"
+        )
+    return v
 
 
 def _nearest_power_exponent(mag: torch.Tensor, e_min: int) -> torch.Tensor:
@@ -65,13 +53,11 @@ def apot_approx(values: torch.Tensor, order: int, delta: float, zero_threshold: 
     0.9999)``) add the signed power of two nearest to ``r`` (same rounding and floor), else stop.
     Zero maps to zero. Returns float64 with the shape of ``values``.
     """
-    order = _check_order(order)
-    d = min(_check_delta(delta), 0.9999)
-    z = validate_zero_threshold(zero_threshold)
-    e_min = math.frexp(z)[1] - 1 - order - 1  # log2(z) - order - 1
-    v = torch.as_tensor(values).to(torch.float64)
-    if not torch.isfinite(v).all():
-        raise ValueError("values must be finite (no NaN or inf)")
+    order = check_int("order", order, low=0)
+    d = min(check_number("delta", delta, low=0, low_open=True), 0.9999)
+    zero_threshold = check_zero_threshold(zero_threshold)
+    e_min = math.frexp(zero_threshold)[1] - 1 - order - 1  # log2(γ0) - order - 1
+    v = _check_values("values", values)
     g = v.abs()
     nonzero = g > 0
     one = torch.ones_like(g)
@@ -110,12 +96,7 @@ def apot_terms(values: torch.Tensor) -> torch.Tensor:
     The non-adjacent form (NAF) of the integer mantissa is minimal; its number of non-zero digits
     is ``popcount(n XOR 3n)``. Works for any float dtype (mantissas of up to 53 bits).
     """
-    v = torch.as_tensor(values)
-    if not (v.is_floating_point()):
-        v = v.to(torch.float64)
-    v = v.to(torch.float64)
-    if not torch.isfinite(v).all():
-        raise ValueError("values must be finite (no NaN or inf)")
+    v = _check_values("values", values)
     frac, _ = torch.frexp(v.abs())
     n = (frac * 2.0**53).to(torch.int64)  # exact integer mantissa, < 2**53
     return _popcount64(n ^ (3 * n))
@@ -125,9 +106,9 @@ def apot_terms(values: torch.Tensor) -> torch.Tensor:
 class _Ladder:
     """The rungs ``g_i`` for one (d, γ0), grown on demand by repeated multiplication."""
 
-    def __init__(self, d: float, z: float) -> None:
+    def __init__(self, d: float, zero_threshold: float) -> None:
         self.ratio = (1.0 + d) / (1.0 - d)
-        self.rungs = [z]
+        self.rungs = [zero_threshold]
 
     def count_below(self, bound: float) -> int:
         """Number of rungs ``< bound`` (the ladder is grown past ``bound``)."""
@@ -141,17 +122,18 @@ class _Ladder:
 
 
 @lru_cache(maxsize=64)
-def _ladder(d: float, z: float) -> _Ladder:
-    return _Ladder(d, z)
+def _ladder(d: float, zero_threshold: float) -> _Ladder:
+    return _Ladder(d, zero_threshold)
 
 
 @lru_cache(maxsize=4096)
-def _candidates_cached(delta: float, order: int, bound: float, z: float) -> torch.Tensor:
+def _candidates_cached(delta: float, order: int, bound: float, zero_threshold: float) -> torch.Tensor:
+    """Cached :func:`candidate_centres` (callers must not modify the tensor it returns)."""
     d = min(delta, 0.9999)
-    rungs = _ladder(d, z).below(bound)
+    rungs = _ladder(d, zero_threshold).below(bound)
     if not rungs:
         return torch.zeros(1, dtype=torch.float64)
-    approx = apot_approx(torch.tensor(rungs, dtype=torch.float64), order, delta, z)
+    approx = apot_approx(torch.tensor(rungs, dtype=torch.float64), order, delta, zero_threshold)
     both = torch.cat([-approx, torch.zeros(1, dtype=torch.float64), approx])
     return torch.unique(both)  # sorted
 
@@ -162,15 +144,11 @@ def candidate_centres(
     """The sorted, deduplicated candidate set ``C_k`` (float64, 0 included) for boundary ``B = max_abs``.
 
     Rungs ``g_i < B`` of the ladder from γ0 with ratio ``(1+d)/(1−d)``, ``d = min(delta, 0.9999)``,
-    each replaced by ±its order-``order`` APoT approximation. Cached per (delta, order, B, γ0);
-    the returned tensor is shared, do not modify it in place.
+    each replaced by ±its order-``order`` APoT approximation. Cached per (delta, order, B, γ0); the
+    caller gets its own copy, free to modify.
     """
-    z = validate_zero_threshold(zero_threshold)
-    delta = _check_delta(delta)
-    order = _check_order(order)
-    bound = float(max_abs)
-    if math.isnan(bound) or bound < 0:
-        raise ValueError(f"max_abs must be a non-negative number, got {max_abs!r}")
-    if math.isinf(bound):
-        raise ValueError("max_abs must be finite")
-    return _candidates_cached(delta, order, bound, z)
+    zero_threshold = check_zero_threshold(zero_threshold)
+    delta = check_number("delta", delta, low=0, low_open=True)
+    order = check_int("order", order, low=0)
+    bound = check_number("max_abs", max_abs, low=0)
+    return _candidates_cached(delta, order, bound, zero_threshold).clone()

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ._validation import check_choice
 from .config import WFNConfig, build_preset, preset
 from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
 from .pipeline import CHECKPOINT_NAME, WFNResult, run_wfn
@@ -72,8 +73,7 @@ def distributed_loader(loader: DataLoader, seed: int) -> DataLoader:
 def scaled_config(name: str, overrides: dict[str, Any] | None = None, lr_scaling: str = "none") -> WFNConfig:
     """The preset with ``overrides``; under ``lr_scaling="linear"`` its learning rate times global batch
     (``overrides["batch_size"]``) / the preset's batch."""
-    if lr_scaling not in LR_SCALING:
-        raise ValueError(f"lr_scaling={lr_scaling!r} is not allowed: choose one of {', '.join(LR_SCALING)}")
+    check_choice("lr_scaling", lr_scaling, LR_SCALING)
     config = preset(name, **(overrides or {}))
     if lr_scaling == "linear":
         config = config.replace(lr=config.lr * config.batch_size / preset(name).batch_size)
@@ -241,8 +241,8 @@ def _overrides(args: argparse.Namespace, **extra: object) -> dict:
 
 
 def _add_search_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    from .delta_search import DEFAULT_MAX_RUNS
     from .config import PRESET_MAX_DROP
+    from .delta_search import DEFAULT_MAX_RUNS
 
     p.add_argument("--max-drop", type=_non_negative_float, default=None,
                    help=f"{prefix}accuracy budget: validation top-1 points below fp32 (default {PRESET_MAX_DROP})")
@@ -300,16 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         help="search the largest δ within an accuracy budget on the validation split",
         description="Bracket δ with the no-retraining proxy, then bisect on log δ with at most --max-runs full "
-        "WFN runs, each evaluated on the validation split (never the test split). Writes search.json and search.png to --out; "
+        "WFN runs, each evaluated on the validation split (never the test split). "
+        "Writes search.json and search.png to --out; "
         "runs are cached, so the same search again finishes in seconds.",
     )
     p.add_argument("--preset", required=True, help="named settings with a validation split: digits")
     _add_setting_options(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (search.json, search.png)")
     _add_search_options(p)
-    p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset on the validation split (the notebooks' trade-off curves)")
+    p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset on the validation split "
+                                       "(the notebooks' trade-off curves)")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
-    p.add_argument("--deltas", type=float, nargs="+", default=None, help="δ values (default: 0.0075 0.01 0.015 0.02 0.025 0.03 0.04)")
+    p.add_argument("--deltas", type=float, nargs="+", default=None,
+                   help="δ values (default: 0.0075 0.01 0.015 0.02 0.025 0.03 0.04)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2)")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (data/sweep_alpha_delta.csv ships)")
     p = verbs.add_parser("export", help="write a finished run's model as one entropy-coded file")

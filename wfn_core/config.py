@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .centres import ZERO_THRESHOLD, validate_zero_threshold
+from ._validation import check_bool, check_choice, check_int, check_number, check_zero_threshold, fail
+from .centres import ZERO_THRESHOLD
 from .clustering import DEFAULT_FRACTIONS
+from .training import OPTIMIZERS
 
 __all__ = ["WFNConfig", "PRESETS", "PRESET_MAX_DROP", "preset", "build_preset"]
 
-OPTIMIZERS = ("adam", "sgd")
 
 #: The accuracy budget presets are chosen for: validation top-1 points below fp32 (the δ search's default).
 PRESET_MAX_DROP = 0.5
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -44,43 +40,40 @@ class WFNConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
-        if not (_finite(self.delta) and 0 < self.delta < 1):
-            raise ValueError(f"delta={self.delta!r} is not allowed: it must lie in (0, 1)")
-        if not (_finite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha={self.alpha!r} is not allowed: it must be >= 0 (0 disables the regulariser)")
-        if not (_finite(self.tau) and self.tau > 0):
-            raise ValueError(f"tau={self.tau!r} is not allowed: it must be > 0")
-        f = self.fractions
-        if not f or any(not (0 < x <= 1) for x in f) or any(b <= a for a, b in zip(f, f[1:])) or f[-1] != 1.0:
-            raise ValueError(
-                f"fractions={f!r} is not allowed: they must be strictly increasing values in (0, 1] ending at 1.0"
-            )
-        for name in ("epochs_per_iteration", "epochs_before"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 0")
-        if not (_finite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr={self.lr!r} is not allowed: it must be > 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not allowed: choose one of {', '.join(OPTIMIZERS)}")
-        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay={self.weight_decay!r} is not allowed: it must be >= 0")
-        if not (_finite(self.momentum) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum={self.momentum!r} is not allowed: it must lie in [0, 1)")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size!r} is not allowed: it must be a positive integer")
-        if self.grad_clip is not None and not (_finite(self.grad_clip) and self.grad_clip > 0):
-            raise ValueError(f"grad_clip={self.grad_clip!r} is not allowed: it must be > 0, or None for no clipping")
-        validate_zero_threshold(self.zero_threshold)
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r} is not allowed: it must be an integer >= 0")
+        if isinstance(self.fractions, (str, bytes)) or not hasattr(self.fractions, "__iter__"):
+            raise fail("fractions", self.fractions,
+                       "a sequence of numbers in (0, 1], strictly increasing, ending at 1.0")
+        fractions = tuple(check_number("fractions", f, low=0, high=1, low_open=True) for f in self.fractions)
+        if not fractions or any(b <= a for a, b in zip(fractions, fractions[1:])) or fractions[-1] != 1.0:
+            raise fail("fractions", self.fractions,
+                       "a sequence of numbers in (0, 1], strictly increasing, ending at 1.0")
+        object.__setattr__(self, "fractions", fractions)
+        # δ_t = δ·max(1, T−t) must stay below 1 at t = 0, or the first clustering call fails after the
+        # baseline evaluation: refuse it here.
+        T = len(fractions)
+        check_number("delta", self.delta, low=0, high=1 / T, low_open=True, high_open=True,
+                     why=f"δ_0 = δ·T must stay below 1 with T = {T} fixing iterations")
+        check_number("alpha", self.alpha, low=0, why="0 disables the regulariser")
+        check_number("tau", self.tau, low=0, low_open=True)
+        check_int("epochs_per_iteration", self.epochs_per_iteration, low=0)
+        check_int("epochs_before", self.epochs_before, low=0)
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("momentum", self.momentum, low=0, high=1, high_open=True)
+        check_int("batch_size", self.batch_size, low=1)
+        if self.grad_clip is not None:
+            check_number("grad_clip", self.grad_clip, low=0, low_open=True, why="or None for no clipping")
+        check_bool("include_bn", self.include_bn)
+        check_zero_threshold(self.zero_threshold)
+        check_bool("recluster_fixed", self.recluster_fixed)
+        check_int("seed", self.seed, low=0)
 
     @property
     def n_iterations(self) -> int:
         return len(self.fractions)
 
-    def replace(self, **changes: Any) -> "WFNConfig":
+    def replace(self, **changes: Any) -> WFNConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
@@ -96,17 +89,20 @@ PRESETS: dict[str, WFNConfig] = {
     # wfn_core sweep`): the fewest values with every seed within 0.5 validation points of fp32, and the
     # next δ up within budget too (margin against the cliff). A larger lr than the paper's: tiny model.
     "digits": WFNConfig(delta=0.02, alpha=1.0, lr=1e-3, epochs_per_iteration=3, batch_size=64),
-    "cifar10_resnet18": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=128, include_bn=True),
-    "imagenet_resnet18": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=256, include_bn=True),
-    "imagenet_resnet34": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=256, include_bn=True),
-    "imagenet_resnet50": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=256, include_bn=True),
+    "cifar10_resnet18": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=128,
+                                  include_bn=True),
+    "imagenet_resnet18": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=256,
+                                   include_bn=True),
+    "imagenet_resnet34": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=256,
+                                   include_bn=True),
+    "imagenet_resnet50": WFNConfig(delta=0.0075, alpha=0.4, lr=2e-5, epochs_per_iteration=3, batch_size=256,
+                                   include_bn=True),
 }
 
 
 def preset(name: str, **overrides: Any) -> WFNConfig:
     """A named preset, optionally with some fields overridden."""
-    if name not in PRESETS:
-        raise ValueError(f"preset={name!r} is unknown; allowed: {', '.join(PRESETS)}")
+    check_choice("preset", name, PRESETS)
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
 
 
@@ -117,6 +113,8 @@ def build_preset(
     validation split instead of the test split (where δ is searched; only the digits preset has one)."""
     from . import data, models  # lazily: importing torchvision is slow, and settings need none of it
 
+    check_choice("preset", name, PRESETS)
+    check_choice("eval_split", eval_split, ("test", "val"))
     if eval_split != "test" and name != "digits":
         raise ValueError(
             f"eval_split={eval_split!r} is not allowed for preset={name!r}: only the digits preset has a validation "

@@ -5,7 +5,7 @@ split in place of the test split (``eval_split="val"``), which is where presets 
 
 * :func:`digits` is the embedded default: scikit-learn's bundled 8x8 digits, so it never touches the
   network or the disk outside the installed packages.
-* :func:`mnist`, :func:`fashion_mnist`, :func:`cifar10` and :func:`imagenet` read the real data sets
+* :func:`cifar10` and :func:`imagenet` read the real data sets
   with :mod:`torchvision.datasets`, rooted at :data:`DATA_ROOT` (the repository's ``data/`` folder,
   or ``$WFN_DATA``) unless ``root`` is given. Nothing is downloaded unless the caller passes
   ``download=True`` (ImageNet cannot be downloaded at all). When a data set is missing a
@@ -20,30 +20,24 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from ._validation import check_bool, check_choice, check_int, fail
+
 __all__ = [
     "DATA_ROOT",
     "REPO_DATA_DIR",
-    "DATASETS",
     "DatasetNotFoundError",
     "DatasetCorruptedError",
     "data_root",
     "digits_arrays",
     "digits",
-    "mnist",
-    "fashion_mnist",
     "cifar10",
     "imagenet",
-    "get_loaders",
-    "MNIST_MEAN",
-    "MNIST_STD",
-    "FASHION_MNIST_MEAN",
-    "FASHION_MNIST_STD",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "IMAGENET_MEAN",
@@ -67,10 +61,6 @@ def data_root() -> Path:
 DATA_ROOT: Path = data_root()
 
 # Per-channel statistics of the training sets (the values used throughout the literature).
-MNIST_MEAN: tuple[float, ...] = (0.1307,)
-MNIST_STD: tuple[float, ...] = (0.3081,)
-FASHION_MNIST_MEAN: tuple[float, ...] = (0.2860,)
-FASHION_MNIST_STD: tuple[float, ...] = (0.3530,)
 CIFAR10_MEAN: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
@@ -93,38 +83,11 @@ class DatasetCorruptedError(RuntimeError):
     """A data set's files are present but torchvision rejected them (e.g. failed checksum)."""
 
 
-# --------------------------------------------------------------------------- argument checks
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    return int(seed)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 def _resolve_root(root: str | os.PathLike[str] | None, default: Path | None = None) -> Path:
     if root is None:
         return default if default is not None else data_root()
     if not isinstance(root, (str, os.PathLike)) or str(root) == "":
-        raise ValueError(f"root must be a non-empty path (str or os.PathLike) or None, got {root!r}")
+        raise fail("root", root, "a non-empty path (str or os.PathLike) or None")
     return Path(root).expanduser()
 
 
@@ -146,10 +109,8 @@ def _make_loaders(
     num_workers: int,
 ) -> tuple[DataLoader, DataLoader]:
     """Training loader shuffled by a generator seeded with ``seed``; test loader in file order."""
-    batch_size = _check_positive_int("batch_size", batch_size)
-    test_batch_size = batch_size if test_batch_size is None else _check_positive_int("test_batch_size", test_batch_size)
-    seed = _check_seed(seed)
-    num_workers = _check_non_negative_int("num_workers", num_workers)
+    _validate_common(batch_size, test_batch_size, seed, num_workers)
+    test_batch_size = batch_size if test_batch_size is None else test_batch_size
     generator = torch.Generator()
     generator.manual_seed(seed)
     common: dict[str, Any] = {
@@ -164,11 +125,11 @@ def _make_loaders(
 
 def _validate_common(batch_size: Any, test_batch_size: Any, seed: Any, num_workers: Any) -> None:
     """Check the loader arguments up front, before any file is touched."""
-    _check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, low=1)
     if test_batch_size is not None:
-        _check_positive_int("test_batch_size", test_batch_size)
-    _check_seed(seed)
-    _check_non_negative_int("num_workers", num_workers)
+        check_int("test_batch_size", test_batch_size, low=1)
+    check_int("seed", seed, low=0, high=2**63 - 1)
+    check_int("num_workers", num_workers, low=0)
 
 
 # --------------------------------------------------------------------------- digits (embedded)
@@ -226,119 +187,10 @@ def digits(
         eval_split: ``"test"`` (report results) or ``"val"`` (choose settings: presets, thresholds, δ).
     """
     _validate_common(batch_size, test_batch_size, seed, num_workers)
-    if eval_split not in DIGITS_EVAL_SPLITS:
-        raise ValueError(f"eval_split={eval_split!r} is not allowed: choose one of {', '.join(DIGITS_EVAL_SPLITS)}")
+    check_choice("eval_split", eval_split, DIGITS_EVAL_SPLITS)
     x_train, y_train, x_val, y_val, x_test, y_test = digits_arrays()
     held_out = TensorDataset(x_test, y_test) if eval_split == "test" else TensorDataset(x_val, y_val)
     return _make_loaders(TensorDataset(x_train, y_train), held_out, batch_size, test_batch_size, seed, num_workers)
-
-
-# --------------------------------------------------------------------------- MNIST / Fashion-MNIST
-
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-
-def _require_idx_dataset(root: Path, folder: str, title: str, function: str) -> None:
-    """Raise :class:`DatasetNotFoundError` unless torchvision will find the data under ``root``.
-
-    torchvision 0.29 reads the *uncompressed* IDX files from ``root/<folder>/raw`` (or, for backward
-    compatibility, ``root/<folder>/processed/{training,test}.pt``).
-    """
-    raw = root / folder / "raw"
-    processed = root / folder / "processed"
-    if all((raw / name).is_file() for name in _IDX_FILES):
-        return
-    if all((processed / name).is_file() for name in ("training.pt", "test.pt")):
-        return
-    missing = [name for name in _IDX_FILES if not (raw / name).is_file()]
-    gz_only = [name for name in _IDX_FILES if not (raw / name).is_file() and (raw / f"{name}.gz").is_file()]
-    hint = ""
-    if gz_only:
-        hint = (
-            f"\nThe compressed files {', '.join(n + '.gz' for n in gz_only)} are there but not extracted: "
-            f"run `gunzip -k {raw}/*.gz`, or pass download=True, which extracts them."
-        )
-    raise DatasetNotFoundError(
-        f"{title} not found under {root}: looked in {raw} for the four IDX files "
-        f"({', '.join(_IDX_FILES)}); {_describe_missing(raw, missing, _IDX_FILES)}.{hint}\n"
-        f"To get it, call {function}(root={str(root)!r}, download=True) (about 30 MB), "
-        f"or set ${DATA_ENV_VAR} / pass root= to where it already is."
-    )
-
-
-def _idx_loaders(
-    dataset_cls: Callable[..., Dataset],
-    folder: str,
-    title: str,
-    function: str,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    root: str | os.PathLike[str] | None,
-    batch_size: int,
-    test_batch_size: int | None,
-    seed: int,
-    download: bool,
-    num_workers: int,
-) -> tuple[DataLoader, DataLoader]:
-    from torchvision import transforms
-
-    _validate_common(batch_size, test_batch_size, seed, num_workers)
-    download = _check_bool("download", download)
-    root_path = _resolve_root(root)
-    if not download:
-        _require_idx_dataset(root_path, folder, title, function)
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
-    train_set = dataset_cls(str(root_path), train=True, transform=transform, download=download)
-    test_set = dataset_cls(str(root_path), train=False, transform=transform, download=download)
-    return _make_loaders(train_set, test_set, batch_size, test_batch_size, seed, num_workers)
-
-
-def mnist(
-    root: str | os.PathLike[str] | None = None,
-    batch_size: int = 128,
-    seed: int = 0,
-    download: bool = False,
-    num_workers: int = 0,
-    test_batch_size: int | None = None,
-) -> tuple[DataLoader, DataLoader]:
-    """MNIST (60k/10k, 1x28x28), normalised with the training mean/std; no augmentation.
-
-    Reads ``root/MNIST/raw/*-idx?-ubyte`` (default root: :func:`data_root`). Downloads only if
-    ``download=True``; otherwise a missing data set raises :class:`DatasetNotFoundError`.
-    """
-    from torchvision.datasets import MNIST
-
-    return _idx_loaders(
-        MNIST, "MNIST", "MNIST", "wfn_core.data.mnist", MNIST_MEAN, MNIST_STD,
-        root, batch_size, test_batch_size, seed, download, num_workers,
-    )
-
-
-def fashion_mnist(
-    root: str | os.PathLike[str] | None = None,
-    batch_size: int = 128,
-    seed: int = 0,
-    download: bool = False,
-    num_workers: int = 0,
-    test_batch_size: int | None = None,
-) -> tuple[DataLoader, DataLoader]:
-    """Fashion-MNIST (60k/10k, 1x28x28), normalised with the training mean/std; no augmentation.
-
-    Reads ``root/FashionMNIST/raw/*-idx?-ubyte`` (default root: :func:`data_root`). Downloads only if
-    ``download=True``; otherwise a missing data set raises :class:`DatasetNotFoundError`.
-    """
-    from torchvision.datasets import FashionMNIST
-
-    return _idx_loaders(
-        FashionMNIST, "FashionMNIST", "Fashion-MNIST", "wfn_core.data.fashion_mnist",
-        FASHION_MNIST_MEAN, FASHION_MNIST_STD,
-        root, batch_size, test_batch_size, seed, download, num_workers,
-    )
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -368,7 +220,7 @@ def cifar10(
     from torchvision.datasets import CIFAR10
 
     _validate_common(batch_size, test_batch_size, seed, num_workers)
-    download = _check_bool("download", download)
+    download = check_bool("download", download)
     root_path = _resolve_root(root)
     folder = root_path / _CIFAR10_FOLDER
     if not download:
@@ -467,24 +319,3 @@ def imagenet(
             "every class needs a folder in both splits so the label indices agree."
         )
     return _make_loaders(train_set, val_set, batch_size, test_batch_size, seed, num_workers)
-
-
-# --------------------------------------------------------------------------- dispatcher
-
-_LOADERS: dict[str, Callable[..., tuple[DataLoader, DataLoader]]] = {
-    "digits": digits,
-    "mnist": mnist,
-    "fashion_mnist": fashion_mnist,
-    "cifar10": cifar10,
-    "imagenet": imagenet,
-}
-
-#: Names accepted by :func:`get_loaders`.
-DATASETS: tuple[str, ...] = tuple(_LOADERS)
-
-
-def get_loaders(name: str, **kwargs: Any) -> tuple[DataLoader, DataLoader]:
-    """``(train_loader, test_loader)`` for the data set ``name``; ``kwargs`` go to its loader function."""
-    if not isinstance(name, str) or name not in _LOADERS:
-        raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(DATASETS)}")
-    return _LOADERS[name](**kwargs)

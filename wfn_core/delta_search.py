@@ -51,21 +51,22 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ._validation import check_int, check_number, fail
 from .clustering import cluster_schedule
-from .config import WFNConfig
+from .config import PRESET_MAX_DROP, WFNConfig
 from .fixable import fixable_parameters, flat_values, set_flat_values
 from .io import atomic_write_text
 from .metrics import summary
 from .pipeline import run_wfn
-from .config import PRESET_MAX_DROP
 from .training import default_device, evaluate, progress
 
 __all__ = [
@@ -165,30 +166,16 @@ def _round(delta: float) -> float:
     return float(f"{delta:.3g}")
 
 
-def _check_number(name: str, value: Any, what: str, ok: Callable[[float], bool]) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-        raise ValueError(f"{name}={value!r} is not allowed: it must be {what}")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= {low}")
-    return value
-
-
 def _grid(delta_range: tuple[float, float | None], n_fractions: int, points: int) -> list[float]:
     """The proxy's log grid of δ, rounded, strictly increasing, every point below 1/T."""
     limit = 1.0 / n_fractions
     low, high = delta_range
     high = _round(0.99 * limit) if high is None else high
-    bad = not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low < high < limit)
-    if bad or not all(math.isfinite(x) for x in (low, high)):
-        raise ValueError(
-            f"delta_range={delta_range!r} is not allowed: it must be (low, high) with 0 < low < high < 1/T = "
-            f"{limit:.4g} (T = {n_fractions} fractions; δ·T must stay below 1), or (low, None) for high just "
-            f"below 1/T"
-        )
+    real = all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (low, high))
+    if not (real and 0 < low < high < limit):
+        raise fail("delta_range", delta_range,
+                   f"(low, high) with 0 < low < high < 1/T = {limit:.4g} (T = {n_fractions} fractions; δ·T must "
+                   f"stay below 1), or (low, None) for high just below 1/T")
     ratio = high / low
     grid = sorted({_round(low * ratio ** (i / (points - 1))) for i in range(points)})
     return [d for d in grid if d < limit]
@@ -206,7 +193,7 @@ def default_cache_dir() -> Path:
     return base / "wfn" / "delta_search"
 
 
-def _hash_tensor(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+def _hash_tensor(h: hashlib._Hash, name: str, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: every dtype, bit-exact
@@ -251,7 +238,8 @@ def cache_key(model: nn.Module, config: WFNConfig, train_loader, val_loader, dev
     different network, so a run cached under one is not the run another would make)."""
     settings = {k: v for k, v in config.to_dict().items() if k != "delta"}
     kind = torch.device(device).type
-    cpu = {"kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()} if kind == "cpu" else {}
+    cpu = ({"kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+           if kind == "cpu" else {})
     what = {"version": CACHE_VERSION, "model": _model_digest(model), "config": settings,
             "train": _data_digest(train_loader), "val": _data_digest(val_loader),
             "torch": torch.__version__, "device": kind, **cpu}
@@ -367,8 +355,9 @@ def search_delta(
 
     Brackets δ with the no-retraining proxy, bisects the bracket on log δ with at most ``max_runs``
     full runs of ``config`` (its δ is ignored) and returns, among the accepted runs, the one with the
-    fewest unique values; see the module docstring for the steps and where the proxy misleads. ``model`` is left untouched. ``val_loader`` must be a validation split: the search
-    reads no other loader, so the test split stays unseen.
+    fewest unique values; see the module docstring for the steps and where the proxy misleads. ``model`` is
+    left untouched. ``val_loader`` must be a validation split: the search reads no other loader, so the
+    test split stays unseen.
 
     ``cache``: ``True`` for :func:`default_cache_dir`, a folder, or ``False`` for none.
     ``callback(point)`` is called after every proxy point (``point["stage"] == "proxy"``) and every
@@ -377,11 +366,11 @@ def search_delta(
     """
     began = time.perf_counter()
     if not isinstance(config, WFNConfig):
-        raise TypeError(f"config must be a WFNConfig, not {type(config).__name__}")
-    max_drop = _check_number("max_drop", max_drop, ">= 0 (accuracy points)", lambda x: x >= 0)
-    max_runs = _check_int("max_runs", max_runs, 1)
-    rtol = _check_number("rtol", rtol, "> 0 (relative width of the final bracket)", lambda x: x > 0)
-    grid_points = _check_int("grid_points", grid_points, 3)
+        raise fail("config", config, "a WFNConfig")
+    max_drop = check_number("max_drop", max_drop, low=0, why="accuracy points")
+    max_runs = check_int("max_runs", max_runs, low=1)
+    rtol = check_number("rtol", rtol, low=0, low_open=True, why="relative width of the final bracket")
+    grid_points = check_int("grid_points", grid_points, low=3)
     grid = _grid(delta_range, config.n_iterations, grid_points)
     device = torch.device(device) if device is not None else default_device()
     notify = callback or (lambda point: None)
@@ -470,8 +459,7 @@ def search_preset(
     """:func:`search_delta` on a preset's model and its **validation** split (the preset's settings with
     ``overrides``, or ``config``); keyword arguments go to :func:`search_delta`. Presets without a
     validation split are refused rather than searched on their test split."""
-    from .config import preset
-    from .config import build_preset
+    from .config import build_preset, preset
     from .training import seed_everything
 
     config = config if config is not None else preset(name, **(overrides or {}))

@@ -14,8 +14,9 @@ All metrics are over the entries of the given values (the fixable set when given
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,11 +53,16 @@ def _value_counts(x: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
     return keys.view(view_as).to(torch.float64), counts
 
 
-def _entropy(counts: torch.Tensor) -> float:
-    total = int(counts.sum())
+def entropy_of_counts(counts: torch.Tensor | np.ndarray | Sequence[int]) -> float:
+    """Shannon entropy (bits) of a histogram given as counts: ``-Σ p log2 p`` with ``p = count / total``.
+
+    The one entropy of wfn: :func:`entropy_bits`, :func:`summary` and the export's bound all use it."""
+    c = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
+    c = c[c > 0]
+    total = float(c.sum())
     if total == 0:
         return 0.0
-    p = counts.to(torch.float64) / total
+    p = c / total
     return float(-(p * torch.log2(p)).sum()) + 0.0
 
 
@@ -69,7 +75,7 @@ def unique_count(x: TensorLike, include_zero: bool = True) -> int:
 def entropy_bits(x: TensorLike, include_zero: bool = True) -> float:
     """Shannon entropy (bits) of the value histogram over all entries, or non-zero entries only."""
     values, counts = _value_counts(x)
-    return _entropy(counts if include_zero else counts[values != 0])
+    return entropy_of_counts(counts if include_zero else counts[values != 0])
 
 
 def order_histogram(x: TensorLike) -> dict[int, int]:
@@ -96,8 +102,8 @@ def _summary_of_counts(values: torch.Tensor, counts: torch.Tensor) -> dict[str, 
         "n_params": total,
         "unique": int(values.numel()),
         "unique_nonzero": int(nonzero.sum()),
-        "entropy_bits": _entropy(counts),
-        "entropy_bits_nonzero": _entropy(counts[nonzero]),
+        "entropy_bits": entropy_of_counts(counts),
+        "entropy_bits_nonzero": entropy_of_counts(counts[nonzero]),
         "power_of_two_share": single / total if total else 0.0,
     }
 

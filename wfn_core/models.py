@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._validation import check_choice, fail
 from .data import REPO_DATA_DIR
 
 __all__ = [
@@ -105,8 +106,7 @@ def torchvision_model(name: str, weights: str | Path | None = None, num_classes:
     """
     import torchvision.models as tvm
 
-    if name not in TORCHVISION_RESNETS:
-        raise ValueError(f"name={name!r} is not supported; allowed: {', '.join(TORCHVISION_RESNETS)}")
+    check_choice("name", name, TORCHVISION_RESNETS)
     builder = getattr(tvm, name)
     if weights is None:
         return builder(weights=None, num_classes=num_classes)
@@ -119,9 +119,9 @@ def torchvision_model(name: str, weights: str | Path | None = None, num_classes:
     short = str(weights).split(".")[-1]
     if short not in enum.__members__:
         allowed = ", ".join(enum.__members__)
-        raise ValueError(f"weights={weights!r} is neither a local file nor a {enum.__name__} name; allowed names: {allowed}")
+        raise fail("weights", weights, f"None, a local state_dict file, or a {enum.__name__} name: {allowed}")
     if num_classes != 1000:
-        raise ValueError(f"num_classes={num_classes} cannot be used with pretrained ImageNet weights (1000 classes)")
+        raise fail("num_classes", num_classes, "1000 with pretrained ImageNet weights")
     try:
         return builder(weights=enum[short])
     except OSError as exc:  # URLError is an OSError

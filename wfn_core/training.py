@@ -6,17 +6,18 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 from tqdm.auto import tqdm
 
+from ._validation import check_choice, check_int, check_number
 from .io import atomic_torch_save
 
 __all__ = [
@@ -28,7 +29,13 @@ __all__ = [
     "evaluate",
     "NonFiniteLossError",
     "train_baseline",
+    "make_optimizer",
+    "reseed",
+    "OPTIMIZERS",
 ]
+
+#: The optimisers a WFN run (and a baseline's fine-tune) can use.
+OPTIMIZERS = ("adam", "sgd")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,15 +70,39 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
 
     ``threads`` also fixes torch's intra-op thread count (results on the CPU can depend on it).
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    seed = check_int("seed", seed, low=0)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    # deliberate: seeds NumPy's legacy global generator, which user code and libraries draw from
+    np.random.seed(seed % 2**32)  # noqa: NPY002
     torch.manual_seed(seed)
     if threads is not None:
         torch.set_num_threads(threads)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+
+
+def reseed(loader: Iterable, key: int) -> None:
+    """Make the next epoch's shuffling and dropout a function of ``key`` alone: seeds torch's global
+    generator and the loader's sampler (its generator, or a ``DistributedSampler``'s epoch)."""
+    torch.manual_seed(key)
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(key)
+        return
+    generator = getattr(sampler, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(key)
+
+
+def make_optimizer(
+    params: Iterable[nn.Parameter], name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """Adam, or SGD with ``momentum``, over ``params`` (every training loop in wfn builds its optimiser here)."""
+    check_choice("optimizer", name, OPTIMIZERS)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def _batches(loader: Iterable) -> Iterable:
@@ -223,13 +254,11 @@ def train_baseline(
 ) -> dict[str, float]:
     """Train with Adam and a cosine learning-rate schedule; optionally save the ``state_dict``
     atomically to ``out``. Returns the final test metrics (``top1``, ``top5``, ``loss``)."""
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r} must be a positive integer")
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} must be > 0")
+    check_int("epochs", epochs, low=1)
+    check_number("lr", lr, low=0, low_open=True)
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = make_optimizer(model.parameters(), "adam", lr, weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     for epoch in progress(range(epochs), desc="epochs"):
         train_epoch(model, train_loader, optimizer, device=device, desc=f"epoch {epoch + 1}")

@@ -52,9 +52,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._validation import InvalidParameterError, check_choice, check_int, check_number, fail
 from ..fixable import fixable_parameters
 from ..metrics import summary
-from ..training import evaluate, train_epoch
+from ..training import OPTIMIZERS, evaluate, make_optimizer, reseed, train_epoch
 
 __all__ = [
     "MIN_BITS", "MAX_BITS", "APOT_BITS", "GRANULARITIES", "SCOPES",
@@ -83,25 +84,9 @@ APOT_BITS = tuple(sorted(_APOT_TERMS))
 
 # ------------------------------------------------------------------------------------- validation
 def _check_bits(bits: Any, allowed: Sequence[int] | None = None) -> int:
-    ok = isinstance(bits, int) and not isinstance(bits, bool)
     if allowed is None:
-        if not (ok and MIN_BITS <= bits <= MAX_BITS):
-            raise ValueError(f"bits={bits!r} is not allowed: it must be an integer from {MIN_BITS} to {MAX_BITS}")
-    elif not (ok and bits in allowed):
-        raise ValueError(f"bits={bits!r} is not allowed: choose one of {', '.join(map(str, allowed))}")
-    return bits
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed: choose one of {', '.join(map(repr, allowed))}")
-    return value
-
-
-def _check_k(k: Any) -> int:
-    if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
-        raise ValueError(f"k={k!r} is not allowed: it must be an integer >= 1")
-    return k
+        return check_int("bits", bits, low=MIN_BITS, high=MAX_BITS)
+    return check_choice("bits", bits, allowed)
 
 
 _FINETUNE_DEFAULTS: dict[str, Any] = {
@@ -120,29 +105,27 @@ def validate_finetune(finetune: Mapping[str, Any] | None) -> dict[str, Any] | No
     if finetune is None:
         return None
     if not isinstance(finetune, Mapping):
-        raise TypeError(f"finetune must be a dict (train_loader, epochs, ...) or None, not {type(finetune).__name__}")
+        raise fail("finetune", finetune, "a dict (train_loader, epochs, ...) or None")
     unknown = set(finetune) - {"train_loader", "epochs", *_FINETUNE_DEFAULTS}
     if unknown:
         allowed = ", ".join(["train_loader", "epochs", *_FINETUNE_DEFAULTS])
-        raise ValueError(f"finetune has unknown keys {sorted(unknown)}; allowed: {allowed}")
+        raise InvalidParameterError(f"finetune has unknown keys {sorted(unknown)}: the keys allowed are {allowed}")
     for key in ("train_loader", "epochs"):
         if key not in finetune:
-            raise ValueError(f"finetune needs {key!r}")
+            raise InvalidParameterError(f"finetune has no {key!r}: it must give train_loader and epochs")
     spec = {**_FINETUNE_DEFAULTS, **finetune}
-    epochs, lr = spec["epochs"], spec["lr"]
-    if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
-        raise ValueError(f"finetune epochs={epochs!r} is not allowed: it must be an integer >= 0")
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
-        raise ValueError(f"finetune lr={lr!r} is not allowed: it must be > 0")
-    _check_choice("finetune optimizer", spec["optimizer"], ("adam", "sgd"))
+    epochs = check_int("finetune epochs", spec["epochs"], low=0)
+    check_number("finetune lr", spec["lr"], low=0, low_open=True)
+    check_choice("finetune optimizer", spec["optimizer"], OPTIMIZERS)
     return spec if epochs > 0 else None
 
 
 def _quantisable_copy(model: nn.Module, include_bn: bool) -> tuple[nn.Module, list[tuple[str, nn.Parameter]]]:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, not {type(model).__name__}")
+        raise fail("model", model, "an nn.Module")
     if any(parametrize.is_parametrized(m) for m in model.modules()):
-        raise ValueError("the model is parametrised (a WeightFixer attached?); pass a plain model, e.g. fixer.plain_model()")
+        raise ValueError("the model is parametrised (a WeightFixer attached?); "
+                         "pass a plain model, e.g. fixer.plain_model()")
     out = copy.deepcopy(model)
     return out, fixable_parameters(out, include_bn=include_bn)
 
@@ -185,7 +168,7 @@ def uniform_scales(w: torch.Tensor, bits: int, granularity: str = "tensor", mse_
 
     A 1-D tensor always gets one scale. ``s = clip / qmax`` with ``clip = max|w|`` or the MSE-searched clip.
     """
-    bits, granularity = _check_bits(bits), _check_choice("granularity", granularity, GRANULARITIES)
+    bits, granularity = _check_bits(bits), check_choice("granularity", granularity, GRANULARITIES)
     qmax, rows = _qmax(bits), _rows(w.detach(), granularity == "channel")
     if mse_clip:
         clip = _search_clip(rows, lambda v, c: _uniform_rows(v, c / qmax, qmax))
@@ -211,7 +194,7 @@ def uniform_quantize(
     finetune: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """A copy of ``model`` with every fixable parameter on a symmetric uniform grid (see module doc)."""
-    bits, granularity = _check_bits(bits), _check_choice("granularity", granularity, GRANULARITIES)
+    bits, granularity = _check_bits(bits), check_choice("granularity", granularity, GRANULARITIES)
     spec = validate_finetune(finetune)
     out, params = _quantisable_copy(model, include_bn)
     projectors = []
@@ -313,7 +296,7 @@ def kmeans_1d(
     Returns ``(centroids, labels)``: float64 centroids (ascending, ``k`` of them; some may be unused)
     and int64 labels shaped like ``values``.
     """
-    k = _check_k(k)
+    k = check_int("k", k, low=1)
     x = values.detach()
     if x.dtype not in (torch.float32, torch.float64):
         x = x.to(torch.float64 if not x.is_floating_point() else torch.float32)
@@ -367,7 +350,7 @@ def kmeans_share(
 
     With ``finetune`` the assignments stay fixed and the centroids are trained (shared gradient).
     """
-    k, scope = _check_k(k), _check_choice("scope", scope, SCOPES)
+    k, scope = check_int("k", k, low=1), check_choice("scope", scope, SCOPES)
     spec = validate_finetune(finetune)
     out, params = _quantisable_copy(model, include_bn)
     tensors = [p for _, p in params]
@@ -399,27 +382,15 @@ def kmeans_share(
 
 
 # ------------------------------------------------------------------------------------- fine-tuning
-def _reseed(loader: Any, seed: int) -> None:
-    torch.manual_seed(seed)
-    generator = getattr(getattr(loader, "sampler", None), "generator", None)
-    if isinstance(generator, torch.Generator):
-        generator.manual_seed(seed)
-
-
 def _finetune(model: nn.Module, spec: Mapping[str, Any], after_step: Callable[[], None] | None = None) -> None:
     """Train every parameter that requires a gradient for ``spec["epochs"]`` epochs."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if spec["optimizer"] == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            params, lr=spec["lr"], momentum=spec["momentum"], weight_decay=spec["weight_decay"]
-        )
-    else:
-        opt = torch.optim.Adam(params, lr=spec["lr"], weight_decay=spec["weight_decay"])
+    opt = make_optimizer(params, spec["optimizer"], spec["lr"], spec["weight_decay"], spec["momentum"])
     device = spec["device"]
     if device is not None:
         model.to(device)
     was_training = model.training
-    _reseed(spec["train_loader"], spec["seed"])
+    reseed(spec["train_loader"], spec["seed"])  # every method sees the same batches
     for epoch in range(spec["epochs"]):
         train_epoch(
             model, spec["train_loader"], opt, grad_clip=spec["grad_clip"], after_step=after_step,
@@ -514,8 +485,7 @@ def compare(
     names = [name for name, _ in items]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be distinct: {names}")
-    if not (isinstance(finetune_epochs, int) and not isinstance(finetune_epochs, bool) and finetune_epochs >= 0):
-        raise ValueError(f"finetune_epochs={finetune_epochs!r} is not allowed: it must be an integer >= 0")
+    check_int("finetune_epochs", finetune_epochs, low=0)
     spec = None
     if finetune_epochs > 0:
         spec = {"train_loader": train_loader, "epochs": finetune_epochs, "device": device, **(finetune_options or {})}
@@ -565,7 +535,7 @@ def default_methods(
     else:
         ks = [kmeans_k] if isinstance(kmeans_k, int) else list(kmeans_k)
     for k in ks:
-        _check_k(k)
+        check_int("k", k, low=1)
     clip = " (MSE clip)" if mse_clip else ""
 
     def method(fn: Callable[..., nn.Module], **kwargs: Any) -> Callable[..., nn.Module]:
@@ -579,7 +549,8 @@ def default_methods(
             methods.append((f"uniform {b}-bit per {granularity}{clip}",
                             method(uniform_quantize, bits=_check_bits(b), granularity=granularity, mse_clip=mse_clip)))
     for b in apot_bits:
-        methods.append((f"APoT {b}-bit{clip}", method(apot_quantize, bits=_check_bits(b, APOT_BITS), mse_clip=mse_clip)))
+        methods.append((f"APoT {b}-bit{clip}",
+                        method(apot_quantize, bits=_check_bits(b, APOT_BITS), mse_clip=mse_clip)))
     for k in ks:
         for scope in SCOPES:
             methods.append((f"k-means per {scope} k={k}", method(kmeans_share, k=k, scope=scope)))
@@ -605,7 +576,8 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 
     def line(values: list[str]) -> str:
-        return "| " + " | ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))) + " |"
+        return ("| " + " | ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+                + " |")
 
     rule = "|" + "|".join("-" * (w + 1) + ":" if i else ":" + "-" * (w + 1) for i, w in enumerate(widths)) + "|"
     return "\n".join([line(header), rule, *(line(v) for v in table[1:])])
@@ -620,7 +592,7 @@ def paper_claim(rows: Sequence[Mapping[str, Any]], wfn_method: str, bits: int = 
     """
     by_name = {r["method"]: r for r in rows}
     if wfn_method not in by_name:
-        raise ValueError(f"wfn_method={wfn_method!r} is not a row; rows: {', '.join(by_name)}")
+        raise fail("wfn_method", wfn_method, "the name of a row: " + ", ".join(by_name))
     prefixes = (f"uniform {bits}-bit per tensor", f"APoT {bits}-bit")
     candidates = [r for r in rows if r["method"].startswith(prefixes)]
     if not candidates:
@@ -631,5 +603,6 @@ def paper_claim(rows: Sequence[Mapping[str, Any]], wfn_method: str, bits: int = 
         "wfn": wfn_method, "baseline": best["method"], "wfn_top1": wfn["top1"], "baseline_top1": best["top1"],
         "wfn_at_least_as_accurate": wfn["top1"] >= best["top1"],
         "unique_ratio": best["unique_nonzero"] / max(1, wfn["unique_nonzero"]),
-        "entropy_ratio": best["entropy_bits_nonzero"] / wfn["entropy_bits_nonzero"] if wfn["entropy_bits_nonzero"] else float("inf"),
+        "entropy_ratio": (best["entropy_bits_nonzero"] / wfn["entropy_bits_nonzero"]
+                          if wfn["entropy_bits_nonzero"] else float("inf")),
     }

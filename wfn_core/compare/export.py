@@ -46,8 +46,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._validation import fail
 from ..fixable import fixable_parameters
 from ..io import atomic_write_bytes
+from ..metrics import entropy_of_counts
 
 __all__ = [
     "CompressedFileError", "save_compressed", "load_compressed", "read_manifest", "infer_architecture", "export_run",
@@ -100,18 +102,10 @@ def _probabilities(counts: np.ndarray) -> Any:
     return _constriction().stream.model.Categorical(counts.astype(np.float64), perfect=False)
 
 
-def _entropy_bits(counts: np.ndarray) -> float:
-    n = int(counts.sum())
-    if n == 0:
-        return 0.0
-    p = counts[counts > 0].astype(np.float64) / n
-    return float(-(p * np.log2(p)).sum()) + 0.0
-
-
 def _resolve(model: nn.Module, fixer: Any, include_bn: bool | None) -> tuple[nn.Module, bool]:
     if fixer is not None:
         if include_bn is not None and bool(include_bn) != fixer.include_bn:
-            raise ValueError(f"include_bn={include_bn} contradicts the fixer's include_bn={fixer.include_bn}")
+            raise fail("include_bn", include_bn, f"None or {fixer.include_bn} (the fixer's include_bn)")
         return fixer.plain_model(), fixer.include_bn
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         raise ValueError(
@@ -193,7 +187,7 @@ def save_compressed(
     atomic_write_bytes(path, data)
     seconds = time.perf_counter() - began
 
-    entropy = _entropy_bits(counts_np)
+    entropy = entropy_of_counts(counts_np)
     table = len(codebook) + len(frequencies)
     bound = n_symbols * entropy / 8 + table
     fixable = len(stream) + table

@@ -42,11 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_int, fail
 from ..centres import _popcount64
 
 __all__ = [
     "ShiftAddPlan", "ShiftAddLayer", "decompose", "to_fixed", "from_fixed", "accumulate",
-    "shift_add_linear", "shift_add_conv2d", "rounding_bound", "count_operations", "convert_to_shift_add",
+    "rounding_bound", "count_operations", "convert_to_shift_add",
     "DEFAULT_MAX_TERMS",
 ]
 
@@ -204,11 +205,11 @@ class ShiftAddLayer(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(layer, (nn.Linear, nn.Conv2d)):
-            raise TypeError(f"ShiftAddLayer takes nn.Linear or nn.Conv2d, not {type(layer).__name__}")
+            raise fail("layer", layer, "an nn.Linear or nn.Conv2d")
         if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
-            raise ValueError(f"padding_mode={layer.padding_mode!r} is not supported (only 'zeros')")
-        if isinstance(frac_bits, bool) or int(frac_bits) != frac_bits or not 0 <= frac_bits <= 52:
-            raise ValueError(f"frac_bits must be an integer in [0, 52], got {frac_bits!r}")
+            raise fail("layer.padding_mode", layer.padding_mode, "'zeros' (the only padding shift-add supports)")
+        frac_bits = check_int("frac_bits", frac_bits, low=0, high=52)
+        check_int("max_terms", max_terms, low=1)
         self.name = name or type(layer).__name__
         self.frac_bits = int(frac_bits)
         self.layer = layer
@@ -274,24 +275,6 @@ def _patches(layer: nn.Conv2d, x_q: torch.Tensor) -> tuple[torch.Tensor, tuple[i
     win = xp.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
     n, c, oh, ow = win.shape[:4]
     return win.permute(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw), (n, oh, ow)
-
-
-def shift_add_linear(
-    layer: nn.Linear, x: torch.Tensor, frac_bits: int = 16, max_terms: int = DEFAULT_MAX_TERMS
-) -> torch.Tensor:
-    """``layer(x)`` computed with integer shifts and additions (see the module docstring for the error bound)."""
-    if not isinstance(layer, nn.Linear):
-        raise TypeError(f"shift_add_linear takes nn.Linear, not {type(layer).__name__}")
-    return ShiftAddLayer(layer, frac_bits, max_terms)(x)
-
-
-def shift_add_conv2d(
-    layer: nn.Conv2d, x: torch.Tensor, frac_bits: int = 16, max_terms: int = DEFAULT_MAX_TERMS
-) -> torch.Tensor:
-    """``layer(x)`` for a Conv2d (any stride, padding, dilation, groups) with integer shifts and additions."""
-    if not isinstance(layer, nn.Conv2d):
-        raise TypeError(f"shift_add_conv2d takes nn.Conv2d, not {type(layer).__name__}")
-    return ShiftAddLayer(layer, frac_bits, max_terms)(x)
 
 
 def rounding_bound(layer: nn.Module, frac_bits: int = 16) -> torch.Tensor:

@@ -11,7 +11,8 @@ One test image of the digits split is 100/360 = 0.28 accuracy points; one valida
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .claims import Claim, at_least, at_most, claim
 
@@ -75,7 +76,8 @@ def wfn_run_claims(baseline: Mapping[str, Any], final: Mapping[str, Any], name: 
     """A finished run of the ``digits`` preset against its fp32 baseline (notebooks 00 and 03)."""
     drop = _points(baseline["top1"] - final["top1"])
     return [
-        claim(f"{name} fixes every fixable weight", final["fixed_fraction"] == 1.0, f"{100 * final['fixed_fraction']:g}%"),
+        claim(f"{name} fixes every fixable weight", final["fixed_fraction"] == 1.0,
+              f"{100 * final['fixed_fraction']:g}%"),
         claim(f"{name} test top-1 within {MAX_DROP_POINTS} points of fp32", drop <= MAX_DROP_POINTS,
               f"{drop:+.2f} points, {_points(final['top1']):.2f}% vs {_points(baseline['top1']):.2f}%"),
         at_most(f"{name} unique values", final["unique"], MAX_UNIQUE),
@@ -100,7 +102,8 @@ def histogram_claims(history: Sequence[Mapping[str, Any]], single_share: float, 
     """The paper's qualitative claims on the final weights (notebook 04)."""
     u = [h["unique"] for h in history]
     return [
-        claim("unique values fall more than 5x over the last four iterations", u[-4] > 5 * u[-1], f"{u[-4]} -> {u[-1]}"),
+        claim("unique values fall more than 5x over the last four iterations", u[-4] > 5 * u[-1],
+              f"{u[-4]} -> {u[-1]}"),
         at_least("share of weights that are a single power of two", round(100 * single_share, 1),
                  100 * MIN_SINGLE_POWER_SHARE, unit="%"),
         at_least("share of weights held by the five most common values", round(100 * top5_share, 1),
@@ -133,18 +136,21 @@ def delta_search_claims(found: Any) -> list[Claim]:
         claim(f"the chosen δ keeps validation top-1 within {found.max_drop:g} points of fp32",
               chosen is not None and chosen["drop"] <= found.max_drop + 1e-9,
               "no δ found" if chosen is None else f"δ = {found.delta:g}, {chosen['drop']:+.2f} points"),
-        claim(f"the chosen δ keeps at most {MAX_UNIQUE} unique values", chosen is not None and chosen["unique"] <= MAX_UNIQUE,
+        claim(f"the chosen δ keeps at most {MAX_UNIQUE} unique values",
+              chosen is not None and chosen["unique"] <= MAX_UNIQUE,
               None if chosen is None else chosen["unique"]),
     ]
 
 
 def comparison_claims(claim_row: Mapping[str, Any]) -> list[Claim]:
-    """WFN against the best per-layer 4-bit quantiser (notebook 06), from :func:`~wfn_core.compare.baselines.paper_claim`."""
+    """WFN against the best per-layer 4-bit quantiser (notebook 06), from
+    :func:`~wfn_core.compare.baselines.paper_claim`."""
     gap = _points(claim_row["baseline_top1"] - claim_row["wfn_top1"])
     return [
         claim(f"WFN test top-1 within {MAX_DROP_VS_4BIT_POINTS} points of the best per-layer 4-bit method",
               gap <= MAX_DROP_VS_4BIT_POINTS,
-              f"{_points(claim_row['wfn_top1']):.2f}% vs {claim_row['baseline']} {_points(claim_row['baseline_top1']):.2f}%"),
+              f"{_points(claim_row['wfn_top1']):.2f}% vs "
+              f"{claim_row['baseline']} {_points(claim_row['baseline_top1']):.2f}%"),
         claim(f"at least {MIN_UNIQUE_RATIO:g}x fewer non-zero values than the best per-layer 4-bit method",
               claim_row["unique_ratio"] >= MIN_UNIQUE_RATIO, f"{claim_row['unique_ratio']:.2f}x"),
         claim(f"at least {MIN_ENTROPY_RATIO:g}x lower non-zero entropy than the best per-layer 4-bit method",
@@ -153,18 +159,21 @@ def comparison_claims(claim_row: Mapping[str, Any]) -> list[Claim]:
 
 
 def export_claims(report: Mapping[str, Any], round_trip: bool) -> list[Claim]:
-    """The compressed export of the preset's model (notebook 06), from :func:`~wfn_core.compare.export.save_compressed`."""
+    """The compressed export of the preset's model (notebook 06), from
+    :func:`~wfn_core.compare.export.save_compressed`."""
     shrink = 1 / report["ratio_to_fp32"]
     return [
-        claim("the coded weights come within 1% of the entropy bound", report["ratio"] <= 1.01, f"{report['ratio']:.4f}"),
-        claim(f"the file is at least {MIN_EXPORT_SHRINK}x smaller than the fp32 state_dict", shrink >= MIN_EXPORT_SHRINK,
-              f"{shrink:.1f}x"),
+        claim("the coded weights come within 1% of the entropy bound", report["ratio"] <= 1.01,
+              f"{report['ratio']:.4f}"),
+        claim(f"the file is at least {MIN_EXPORT_SHRINK}x smaller than the fp32 state_dict",
+              shrink >= MIN_EXPORT_SHRINK, f"{shrink:.1f}x"),
         claim("loading the file restores the model bit for bit", round_trip),
     ]
 
 
 def shift_add_claims(ops: Mapping[str, Any], same_predictions: bool) -> list[Claim]:
-    """Multiply-free inference of the preset's model (notebook 06), from :func:`~wfn_core.compare.shiftadd.count_operations`."""
+    """Multiply-free inference of the preset's model (notebook 06), from
+    :func:`~wfn_core.compare.shiftadd.count_operations`."""
     per = ops["shift_adds"] / ops["multiplications"]
     return [
         claim("at most 1.01 shift-adds per multiplication (most weights are one term)", per <= 1.01, f"{per:.4f}"),

@@ -19,8 +19,10 @@ script evaluates exactly what the notebooks evaluate.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+
+from .._validation import fail
 
 __all__ = ["Claim", "ClaimFailed", "claim", "at_most", "at_least", "check", "MEASURED", "CLAIM_LINE"]
 
@@ -60,7 +62,7 @@ def claim(statement: str, holds: bool, measured: object = None, fmt: str = "g") 
     """A claim from a statement and a truth value; a numeric ``measured`` is formatted with ``fmt``,
     anything else with ``str``."""
     if not isinstance(statement, str) or not statement.strip() or "\n" in statement or ":" in statement:
-        raise ValueError(f"statement={statement!r} is not allowed: it must be one non-empty line without ':'")
+        raise fail("statement", statement, "one non-empty line without ':'")
     return Claim(statement.strip(), bool(holds), "" if measured is None else _fmt(measured, fmt))
 
 
@@ -82,8 +84,9 @@ def check(*claims: Claim | Iterable[Claim], quiet: bool = False) -> None:
     flat: list[Claim] = []
     for item in claims:
         flat.extend([item] if isinstance(item, Claim) else item)
-    if not all(isinstance(c, Claim) for c in flat):
-        raise TypeError("check() takes Claim objects or iterables of them (build them with claim/at_most/at_least)")
+    for c in flat:
+        if not isinstance(c, Claim):
+            raise fail("claims", c, "Claim objects or iterables of them (build them with claim, at_most or at_least)")
     if not quiet:
         for c in flat:
             print(c)

@@ -6,7 +6,8 @@ face colour so they stay readable on dark notebook themes; axes are labelled wit
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -95,7 +96,8 @@ def plot_candidates(
         for colour, k in zip(palette, orders):
             c = candidate_centres(max_abs, delta, k, zero_threshold)
             c = c[c > 0].double().numpy()
-            ax.plot(c, np.full_like(c, row), "|", ms=14, color=colour, label=f"order k={k}" if row < len(orders) else None)
+            ax.plot(c, np.full_like(c, row), "|", ms=14, color=colour,
+                    label=f"order k={k}" if row < len(orders) else None)
             labels.append(f"δ={delta:g}, k={k}: {len(c)}")
             row += 1
     ax.set_xscale("log", base=2)
@@ -230,10 +232,12 @@ def plot_delta_search(result: Any) -> Figure:
         proxy = [p for p in points if p["kind"] == "proxy"]
         ax.plot([p[key] for p in proxy], [100 * p["val_top1"] for p in proxy], "o--", mfc="none", color="0.55",
                 label="proxy: no retraining")
-        for passed, colour, name in ((True, "tab:green", "full run, within budget"), (False, "tab:red", "full run, over budget")):
+        for passed, colour, name in ((True, "tab:green", "full run, within budget"),
+                                     (False, "tab:red", "full run, over budget")):
             full = [p for p in points if p["kind"] == "full" and p["passed"] == passed]
             if full:
-                ax.scatter([p[key] for p in full], [100 * p["val_top1"] for p in full], color=colour, zorder=3, label=name)
+                ax.scatter([p[key] for p in full], [100 * p["val_top1"] for p in full], color=colour, zorder=3,
+                           label=name)
         if result.chosen is not None:
             ax.plot([result.chosen[key]], [100 * result.chosen["top1"]], "*", ms=16, color=WFN_COLOUR, label="chosen")
         ax.axhline(base, color=FP32_COLOUR, ls="--", label="fp32")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import itertools
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..config import PRESET_MAX_DROP, preset
 from ..data import digits
@@ -95,7 +96,8 @@ def choose_setting(rows: Iterable[dict[str, Any]], max_drop: float = PRESET_MAX_
     ``worst_drop`` (points) added."""
     rows = list(rows)
     if any(r.get("split", SWEEP_SPLIT) != "val" for r in rows):
-        raise ValueError("choose_setting needs validation-split rows (split='val'); refusing to choose on the test split")
+        raise ValueError("choose_setting needs validation-split rows (split='val'); "
+                         "refusing to choose on the test split")
     worst: dict[tuple[float, float], float] = {}
     for r in rows:
         key = (r["alpha"], r["delta"])

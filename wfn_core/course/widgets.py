@@ -8,25 +8,40 @@ pytest); the widgets only call them. Every explorer has a plain-function twin
 from __future__ import annotations
 
 import copy
+import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from .._validation import check_number
 from ..clustering import DEFAULT_FRACTIONS, cluster_schedule
+from ..config import PRESET_MAX_DROP, preset
 from ..fixable import fixable_parameters, flat_values, set_flat_values
 from ..metrics import summary
-from .plots import FP32_COLOUR, WFN_COLOUR, new_figure, weight_histogram
-from .sweep import PRESET_MAX_DROP, SWEEP_FIELDS, SWEEP_SPLIT, read_sweep, run_point, summarise_sweep
 from ..training import evaluate
+from .plots import FP32_COLOUR, WFN_COLOUR, new_figure, weight_histogram
+from .sweep import SWEEP_FIELDS, SWEEP_SPLIT, read_sweep, run_point, summarise_sweep
 
-__all__ = ["explore_delta", "DeltaExplorer", "plot_tradeoffs", "AlphaDeltaExplorer"]
+__all__ = ["explore_delta", "DeltaExplorer", "plot_tradeoffs", "AlphaDeltaExplorer", "delta_slider_range"]
 
-DELTA_MIN, DELTA_MAX = 1e-3, 0.1
+#: The δ sliders' lowest value and their step in log10 δ.
+DELTA_MIN, LOG10_DELTA_STEP = 1e-3, 0.05
+
+
+def delta_slider_range(n_iterations: int = len(DEFAULT_FRACTIONS)) -> tuple[float, float]:
+    """``(min, max)`` of log10 δ for a slider: from :data:`DELTA_MIN` to the last slider step below 1/T.
+
+    δ_0 = δ·T must stay below 1 (``WFNConfig`` refuses the rest), so a slider offers only values that run.
+    """
+    low = math.log10(DELTA_MIN)
+    steps = math.floor((math.log10(1 / n_iterations) - low) / LOG10_DELTA_STEP - 1e-9)  # strictly below 1/T
+    return low, round(low + steps * LOG10_DELTA_STEP, 10)
 
 
 def explore_delta(
@@ -36,14 +51,16 @@ def explore_delta(
 
     The model itself is left untouched: the fixed values go into a copy.
     """
-    if not (DELTA_MIN <= delta <= DELTA_MAX):
-        raise ValueError(f"delta={delta!r} is outside the explorer's range [{DELTA_MIN}, {DELTA_MAX}]")
+    T = len(fractions)
+    check_number("delta", delta, low=0, high=1 / T, low_open=True, high_open=True,
+                 why=f"δ_0 = δ·T must stay below 1 with T = {T} fixing iterations")
     before = flat_values(fixable_parameters(model))
     results = cluster_schedule(before, delta, fractions)
     after = results[-1].values
     fixed_model = copy.deepcopy(model)
     set_flat_values(fixable_parameters(fixed_model), after)
-    out = {"delta": delta, "top1": evaluate(fixed_model, test_loader, device="cpu", show_progress=False)["top1"], **summary(after)}
+    out = {"delta": delta, "top1": evaluate(fixed_model, test_loader, device="cpu", show_progress=False)["top1"],
+           **summary(after)}
     if plot:
         fig, (ax,) = new_figure(width=9, height=3.4)
         weight_histogram(before, after, ax=ax, title=f"δ = {delta:.4g}: fixed without retraining")
@@ -72,8 +89,9 @@ class DeltaExplorer:
 
     def __init__(self, model: nn.Module, test_loader, delta: float = 0.01) -> None:
         self.model, self.test_loader = model, test_loader
+        low, high = delta_slider_range(len(DEFAULT_FRACTIONS))
         self.slider = W.FloatLogSlider(
-            value=delta, base=10, min=-3, max=-1, step=0.05, description="δ", continuous_update=False,
+            value=delta, base=10, min=low, max=high, step=LOG10_DELTA_STEP, description="δ", continuous_update=False,
             readout_format=".4f",
         )
         self.info = W.HTML()
@@ -126,7 +144,8 @@ def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | N
         ax.axhline(base, color=FP32_COLOUR, ls="--", label="fp32 baseline")
         if highlight is not None:
             key = "unique" if log else "entropy_bits"
-            ax.plot([highlight[key]], [max(100 * highlight["top1"], floor)], "*", ms=16, color=WFN_COLOUR, label="new point")
+            ax.plot([highlight[key]], [max(100 * highlight["top1"], floor)], "*", ms=16, color=WFN_COLOUR,
+                    label="new point")
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
@@ -146,7 +165,9 @@ class AlphaDeltaExplorer:
         self.rows = read_sweep(sweep_csv)
         self.run_overrides = run_overrides
         self.alpha = W.FloatSlider(value=0.4, min=0.0, max=2.0, step=0.1, description="α")
-        self.delta = W.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.05, description="δ",
+        n_iterations = len(run_overrides.get("fractions", preset("digits").fractions))
+        low, high = delta_slider_range(n_iterations)
+        self.delta = W.FloatLogSlider(value=0.01, base=10, min=low, max=high, step=LOG10_DELTA_STEP, description="δ",
                                       readout_format=".4f")
         self.button = W.Button(description="Run this point", icon="play")
         self.choose_button = W.Button(description=f"Choose δ (≤ {PRESET_MAX_DROP:g} points)", icon="search",
@@ -176,7 +197,8 @@ class AlphaDeltaExplorer:
         self.bar.value = 1
         self.rows.append({k: row[k] for k in SWEEP_FIELDS})
         self.info.value = (
-            f"α = {alpha:g}, δ = {delta:.4g}: validation top-1 <b>{100 * row['top1']:.1f}%</b>, <b>{row['unique']}</b> unique "
+            f"α = {alpha:g}, δ = {delta:.4g}: validation top-1 <b>{100 * row['top1']:.1f}%</b>, "
+            f"<b>{row['unique']}</b> unique "
             f"values, <b>{row['entropy_bits']:.2f}</b> bits ({row['seconds']:.1f} s)"
         )
         self.redraw(highlight=row)
