@@ -23,10 +23,12 @@ run: setup
 	mkdir -p $(OUT)
 	WFN_FIGURES=$(abspath $(OUT))/figures $(PY) -m wfn_core notebooks --src notebooks --out $(OUT)
 
-# Progress bars off, as when the committed notebook outputs were made (nbval compares them). The notebooks
+# Lint first (ruff, configured in pyproject.toml), then the tests. Progress bars off, as when the committed
+# notebook outputs were made (nbval compares them). The notebooks
 # run a second time with no vector kernels (ATEN_CPU_CAPABILITY=default): another kind of CPU trains a
 # slightly different network, and the checked claims must hold there too.
 test: setup
+	$(VENV)/bin/ruff check .
 	WFN_NO_PROGRESS=1 $(PY) -m pytest -q $(NBVAL) tests notebooks
 	WFN_NO_PROGRESS=1 ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) notebooks
 

@@ -14,8 +14,9 @@ Under torchrun the global batch stays the preset's (64 = 2 x 32), so the 2-rank 
 single-process experiment; its results differ from one process's as another thread count's do (CPU
 results depend on how sums are split), not more. Do not expect a speed-up here: the digits network is
 so small (49k weights, 8x8 images) that a step's gradient all-reduce costs about what its compute does;
-DDP pays where a step's compute dwarfs the all-reduce (ResNets, GPUs). The third setup shows the other rule: a global batch
-of 128 (64 a rank) with the learning rate scaled linearly (``--batch-size 128 --lr-scaling linear``).
+DDP pays where a step's compute dwarfs the all-reduce (ResNets, GPUs). The third setup shows the other
+rule: a global batch of 128 (64 a rank) with the learning rate scaled linearly (``--batch-size 128
+--lr-scaling linear``).
 
     python benchmarks/ddp.py [--seeds 0] [--no-scaled]
 """

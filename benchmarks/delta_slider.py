@@ -1,5 +1,6 @@
 """Time of one update of the δ slider in notebook 05 (re-cluster the trained digits network with the
-whole δ schedule, evaluate it, redraw histogram and metrics). Goal: <= 0.3 s per update. The figure is rendered to PNG for the widget; the browser's drawing is not timed.
+whole δ schedule, evaluate it, redraw histogram and metrics). Goal: <= 0.3 s per update. The figure is
+rendered to PNG for the widget; the browser's drawing is not timed.
 
     python benchmarks/delta_slider.py [--threads 1]
 """
@@ -13,12 +14,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import torch  # noqa: E402
+import torch
 
-from wfn_core.data import digits  # noqa: E402
-from wfn_core.models import load_pretrained_digits  # noqa: E402
-from wfn_core.course.widgets import DeltaExplorer  # noqa: E402
-
+from wfn_core.course.widgets import DeltaExplorer
+from wfn_core.data import digits
+from wfn_core.models import load_pretrained_digits
 
 
 def main() -> None:
@@ -28,7 +28,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     explorer = DeltaExplorer(load_pretrained_digits(), digits()[1])
     explorer.update(0.01)  # warm-up: first plot, caches
-    print(f"torch {torch.__version__}, {args.threads} thread(s); one slider update = cluster schedule + evaluate + redraw")
+    print(f"torch {torch.__version__}, {args.threads} thread(s); "
+          "one slider update = cluster schedule + evaluate + redraw")
     times = []
     for delta in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1):
         for _ in range(3):

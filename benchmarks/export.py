@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from wfn_core.centres import candidate_centres
+from wfn_core.compare.export import load_compressed, save_compressed
+from wfn_core.compare.shiftadd import count_operations
 from wfn_core.config import preset
 from wfn_core.data import digits
-from wfn_core.compare.export import load_compressed, save_compressed
 from wfn_core.fixable import fixable_parameters
 from wfn_core.models import DigitsCNN, load_pretrained_digits, torchvision_model
 from wfn_core.pipeline import run_wfn
-from wfn_core.compare.shiftadd import count_operations
 
 
 def synthetic_resnet18(n_values: int = 30, seed: int = 0) -> torch.nn.Module:
