@@ -38,6 +38,7 @@ import math
 import struct
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ from ..io import atomic_write_bytes
 from ..metrics import entropy_of_counts
 
 __all__ = [
-    "CompressedFileError", "save_compressed", "load_compressed", "read_manifest", "infer_architecture", "export_run",
-    "export_cli",
+    "CompressedFileError", "CodebookWarning", "save_compressed", "load_compressed", "read_manifest",
+    "infer_architecture", "export_run", "export_cli",
     "MAGIC", "FORMAT_VERSION",
 ]
 
@@ -77,6 +78,10 @@ _CODED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 class CompressedFileError(ValueError):
     """A compressed file that cannot be loaded: corrupted, truncated, foreign, or for another model."""
+
+
+class CodebookWarning(UserWarning):
+    """The written file is not smaller than ``torch.save(state_dict)``: the weights share no small codebook."""
 
 
 def _constriction():
@@ -130,7 +135,9 @@ def save_compressed(
     """Write ``model`` (or ``fixer_or_none.plain_model()``) to ``path`` as one compressed file, atomically.
 
     ``include_bn`` (default False, or the fixer's) decides whether BatchNorm γ/β join the coded stream.
-    Returns the size report described in the module docstring, plus ``encode_seconds``.
+    Returns the size report described in the module docstring, plus ``encode_seconds``. When the file is
+    not smaller than the fp32 state_dict (the weights are not on a shared codebook) it is still written,
+    and a :class:`CodebookWarning` says so.
     """
     _check_little_endian()
     began = time.perf_counter()
@@ -192,6 +199,13 @@ def save_compressed(
     bound = n_symbols * entropy / 8 + table
     fixable = len(stream) + table
     fp32 = _fp32_state_dict_bytes(state)
+    if len(data) >= fp32:
+        warnings.warn(
+            f"the coded weights hold {k} distinct values in {n_symbols} entries, so the file is {len(data)} bytes, "
+            f"{len(data) / fp32:.2f}x the fp32 state_dict ({fp32} bytes); it was written all the same. Run WFN first "
+            "(wfn_core.run_wfn) or another quantiser: the format pays off when the weights share a small codebook",
+            CodebookWarning, stacklevel=2,
+        )
     return {
         "bytes": len(data),
         "stream_bytes": len(stream),
