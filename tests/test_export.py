@@ -3,6 +3,7 @@
 import copy
 import hashlib
 import struct
+import warnings
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from wfn_core.clustering import cluster
 from wfn_core.compare.export import (
     FORMAT_VERSION,
     MAGIC,
+    CodebookWarning,
     CompressedFileError,
     export_cli,
     export_run,
@@ -154,6 +156,29 @@ def test_unfixed_model_with_too_many_values_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not weight-fixed"):
         save_compressed(DigitsCNN(), tmp_path / "x.wfnz")
     assert not (tmp_path / "x.wfnz").exists()
+
+
+def test_never_fixed_model_warns_and_is_still_written(tmp_path):
+    model = DigitsCNN()  # fresh initialisation: every weight its own value, no shared codebook
+    unique = torch.unique(torch.cat([p.detach().reshape(-1) for _, p in fixable_parameters(model)])).numel()
+    match = (rf"hold {unique} distinct values .* bytes, \d+\.\d\dx the fp32 state_dict \(\d+ bytes\); it was written "
+             r"all the same\. Run WFN first \(wfn_core\.run_wfn\) or another quantiser: the format pays off when the "
+             r"weights share a small codebook")
+    with pytest.warns(CodebookWarning, match=match):
+        report = save_compressed(model, tmp_path / "plain.wfnz")
+    assert issubclass(CodebookWarning, UserWarning)
+    assert report["unique"] == unique and report["bytes"] >= report["fp32_state_dict_bytes"]
+    assert report["bytes"] == (tmp_path / "plain.wfnz").stat().st_size
+    assert_bit_equal(load_compressed(tmp_path / "plain.wfnz", DigitsCNN()), model)
+
+
+@pytest.mark.parametrize("include_bn", [False, True])
+def test_weight_fixed_model_does_not_warn(tmp_path, include_bn):
+    plain = _fixed_digits(include_bn=include_bn, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CodebookWarning)
+        report = save_compressed(plain, tmp_path / "fixed.wfnz", include_bn=include_bn)
+    assert report["bytes"] < report["fp32_state_dict_bytes"]
 
 
 # ------------------------------------------------------------------------------ size report

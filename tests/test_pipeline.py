@@ -104,7 +104,8 @@ def test_checkpoints_from_elsewhere_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="other settings .*alpha"):
         _run(tmp_path, resume=True, fractions=(0.5, 1.0), alpha=0.1)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
-    assert set(state) == {"version", "iteration", "config", "signature", "model", "centres", "history", "baseline"}
+    assert set(state) == {"version", "iteration", "config", "signature", "model", "centres", "history", "baseline",
+                          "extra_parameters"}
     torch.save({**state, "version": 1}, tmp_path / CHECKPOINT_NAME)
     with pytest.raises(CheckpointError, match="version 1; this wfn reads version 2"):
         _run(tmp_path, resume=True, fractions=(0.5, 1.0))

@@ -18,15 +18,15 @@ from .clustering import (
     delta_schedule,
     relative_distance,
 )
-from .compare.export import CompressedFileError
+from .compare.export import CodebookWarning, CompressedFileError
 from .config import PRESETS, WFNConfig, preset
 from .data import DatasetCorruptedError, DatasetNotFoundError
 from .delta_search import DeltaSearchResult, search_delta, search_preset
-from .fixable import fixable_parameters
+from .fixable import FloatParametersWarning, fixable_parameters, float_parameters
 from .freezing import WeightFixer
 from .metrics import entropy_bits, order_histogram, power_of_two_share, summary, unique_count
 from .models import DigitsCNN, cifar_resnet18, load_pretrained_digits, torchvision_model
-from .pipeline import CheckpointError, WFNResult, run_wfn
+from .pipeline import AccuracyDropError, CheckpointError, CollapseWarning, WFNResult, run_wfn
 from .regulariser import ClusterRegulariser, penalty_reference
 from .training import NonFiniteLossError, evaluate, seed_everything, train_epoch
 
@@ -37,11 +37,13 @@ __all__ = [
     "DEFAULT_FRACTIONS", "ClusterResult", "cluster", "cluster_reference", "cluster_schedule", "delta_schedule",
     "relative_distance",
     "PRESETS", "WFNConfig", "preset", "DeltaSearchResult", "search_delta", "search_preset",
-    "fixable_parameters", "WeightFixer",
+    "fixable_parameters", "float_parameters", "WeightFixer",
     "entropy_bits", "order_histogram", "power_of_two_share", "summary", "unique_count",
     "DigitsCNN", "cifar_resnet18", "load_pretrained_digits", "torchvision_model",
     "WFNResult", "run_wfn", "ClusterRegulariser", "penalty_reference", "evaluate", "seed_everything", "train_epoch",
     # errors: bad arguments, and what can go wrong on disk or in training
     "InvalidParameterError", "CheckpointError", "CompressedFileError", "DatasetNotFoundError", "DatasetCorruptedError",
-    "NonFiniteLossError",
+    "NonFiniteLossError", "AccuracyDropError",
+    # warnings: what a run leaves in float, a collapsing run, an export without a shared codebook
+    "FloatParametersWarning", "CollapseWarning", "CodebookWarning",
 ]

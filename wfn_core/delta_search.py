@@ -51,6 +51,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,7 @@ from .config import PRESET_MAX_DROP, WFNConfig
 from .fixable import fixable_parameters, flat_values, set_flat_values
 from .io import atomic_write_text
 from .metrics import summary
-from .pipeline import run_wfn
+from .pipeline import CollapseWarning, run_wfn
 from .training import default_device, evaluate, progress
 
 __all__ = [
@@ -292,7 +293,9 @@ def _full_run(model: nn.Module, train_loader, val_loader, config: WFNConfig, del
               device: torch.device) -> Point:
     """One WFN run at ``delta`` on a copy of ``model``, evaluated on the validation loader."""
     began = time.perf_counter()
-    result = run_wfn(copy.deepcopy(model), train_loader, val_loader, config.replace(delta=delta), device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)  # the search probes collapsing δ on purpose
+        result = run_wfn(model, train_loader, val_loader, config.replace(delta=delta), device=device)
     final = result.final
     return {"delta": delta, "baseline_top1": result.baseline["top1"], "top1": final["top1"],
             **{k: final[k] for k in _METRICS}, "seconds": round(time.perf_counter() - began, 2)}

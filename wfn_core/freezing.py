@@ -10,6 +10,7 @@ values the model saw (as ``torch.nn.utils.prune.remove`` does for pruning).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +56,10 @@ class WeightFixer:
     ``remove()`` does that to the model itself and detaches the fixer.
     """
 
-    def __init__(self, model: nn.Module, include_bn: bool = False, zero_threshold: float = ZERO_THRESHOLD) -> None:
+    def __init__(
+        self, model: nn.Module, include_bn: bool = False, zero_threshold: float = ZERO_THRESHOLD,
+        extra_parameters: Iterable[str] = (),
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise fail("model", model, "a torch.nn.Module")
         if any(parametrize.is_parametrized(m) for m in model.modules()):
@@ -66,8 +70,9 @@ class WeightFixer:
         self.model = model
         self.include_bn = check_bool("include_bn", include_bn)
         self.zero_threshold = check_zero_threshold(zero_threshold)
+        self.extra_parameters = tuple(extra_parameters) if not isinstance(extra_parameters, str) else extra_parameters
         slots, start = [], 0
-        for name, param in fixable_parameters(model, include_bn=include_bn):
+        for name, param in fixable_parameters(model, include_bn=include_bn, extra=self.extra_parameters):
             module_name, attr = name.rpartition(".")[::2]
             module = model.get_submodule(module_name)
             slots.append(_Slot(name, module, attr, start, start + param.numel()))

@@ -4,10 +4,12 @@ across ranks under ``torch.distributed``)."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 from tqdm.auto import tqdm
 
-from ._validation import check_choice, check_int, check_number
+from ._validation import InvalidParameterError, check_choice, check_int, check_number
 from .io import atomic_torch_save
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "train_epoch",
     "evaluate",
     "NonFiniteLossError",
+    "classification_loss",
+    "default_batch",
     "train_baseline",
     "make_optimizer",
     "reseed",
@@ -37,7 +41,8 @@ __all__ = [
 #: The optimisers a WFN run (and a baseline's fine-tune) can use.
 OPTIMIZERS = ("adam", "sgd")
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[Any, Any], torch.Tensor]
+BatchFn = Callable[[Any], tuple[Any, Any]]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,9 +110,90 @@ def make_optimizer(
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
-def _batches(loader: Iterable) -> Iterable:
-    for batch in loader:
-        yield batch[0], batch[1]
+def default_batch(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a batch that is a pair, as a ``TensorDataset`` or torchvision yields it."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        keys = ", ".join(map(repr, batch))
+        raise InvalidParameterError(
+            f"the loader yields dict batches (keys {keys}), and without batch= WFN reads (inputs, targets) pairs: "
+            f"pass batch=lambda b: (b[<inputs key>], b[<targets key>])"
+        )
+    size = f"a {type(batch).__name__} of {len(batch)} items" if isinstance(batch, (tuple, list)) else \
+        f"a {type(batch).__name__}"
+    raise InvalidParameterError(
+        f"the loader yields {size}, and without batch= WFN reads (inputs, targets) pairs: pass batch=, a "
+        f"function from one batch to (inputs, targets), for example batch=lambda b: (b[0], b[1])"
+    )
+
+
+def _batches(loader: Iterable, batch: BatchFn | None = None) -> Iterable:
+    unpack = batch or default_batch
+    for item in loader:
+        yield unpack(item)
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    """``x`` on ``device``: a tensor, or tuples, lists and dicts of them."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, Mapping):
+        return {k: _to(v, device) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to(v, device) for v in x)
+    return x
+
+
+def _forward(model: nn.Module, inputs: Any) -> Any:
+    """``model(inputs)``; a tuple of inputs is passed as positional arguments, a dict as keywords."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    return model(inputs)
+
+
+def classification_loss(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits ``(N, C)`` against class indices ``(N,)``, the default loss, with clear errors
+    where the model or the data are not a classifier's."""
+    if not isinstance(outputs, torch.Tensor):
+        kind = f"a dict (keys {', '.join(map(repr, outputs))})" if isinstance(outputs, Mapping) else \
+            f"a {type(outputs).__name__}"
+        raise InvalidParameterError(
+            f"the model returned {kind}, not a tensor of logits, and the default loss is cross-entropy: pass "
+            f"loss_fn=, a function (outputs, targets) -> scalar loss, for example "
+            f"loss_fn=lambda out, y: F.cross_entropy(out['logits'], y)"
+        )
+    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.is_complex():
+        what = f"a {targets.dtype} tensor of shape {tuple(targets.shape)}" if isinstance(targets, torch.Tensor) \
+            else f"a {type(targets).__name__}"
+        raise InvalidParameterError(
+            f"the targets are {what}, not class indices, and the default loss is cross-entropy over classes: "
+            f"for regression pass loss_fn=torch.nn.functional.mse_loss (accuracy is then not measured), or "
+            f"another loss_fn(outputs, targets)"
+        )
+    if outputs.dim() != 2 or targets.dim() != 1 or outputs.shape[0] != targets.shape[0]:
+        raise InvalidParameterError(
+            f"the model's outputs (shape {tuple(outputs.shape)}) and targets (shape {tuple(targets.shape)}) are "
+            f"not logits (N, classes) and class indices (N,), which the default cross-entropy needs: pass loss_fn="
+        )
+    return F.cross_entropy(outputs, targets)
+
+
+def _hits(outputs: Any, targets: Any, k: int) -> tuple[int, int] | None:
+    """(top-1, top-k) hits where outputs are logits (N, C) and targets class indices (N,); else None."""
+    if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor) and outputs.dim() == 2
+            and targets.dim() == 1 and not targets.is_floating_point() and len(outputs) == len(targets)):
+        return None
+    top = outputs.detach().topk(min(k, outputs.shape[1]), dim=1).indices == targets[:, None]
+    return int(top[:, 0].sum()), int(top.any(dim=1).sum())
+
+
+def _count(targets: Any) -> int:
+    if isinstance(targets, torch.Tensor):
+        return int(targets.shape[0]) if targets.dim() else 1
+    return len(targets)
 
 
 def train_epoch(
@@ -120,22 +206,26 @@ def train_epoch(
     after_step: Callable[[], None] | None = None,
     device: torch.device | str | None = None,
     desc: str = "train",
-) -> dict[str, float]:
-    """Train ``model`` for one pass over ``loader``; returns mean ``loss`` and training ``top1``.
+    batch: BatchFn | None = None,
+) -> dict[str, float | None]:
+    """Train ``model`` for one pass over ``loader``; returns mean ``loss`` and training ``top1`` (None
+    where the outputs are not class logits).
 
-    ``loss_fn(logits, targets)`` defaults to cross-entropy; ``after_step`` runs after every optimiser
-    step (for example to re-project frozen weights). A NaN or infinite loss raises
+    ``loss_fn(outputs, targets)`` defaults to :func:`classification_loss`; ``batch`` turns one item of
+    ``loader`` into ``(inputs, targets)`` (default: :func:`default_batch`); ``after_step`` runs after
+    every optimiser step (for example to re-project frozen weights). A NaN or infinite loss raises
     :class:`NonFiniteLossError` before the optimiser step.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or classification_loss
     model.train()
-    total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    bar = progress(_batches(loader), desc=desc, total=_len_or_none(loader))
+    total_loss, seen, steps = 0.0, 0, 0
+    correct: int | None = 0
+    bar = progress(_batches(loader, batch), desc=desc, total=_len_or_none(loader))
     for inputs, targets in bar:
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        inputs, targets = _to(inputs, device), _to(targets, device)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(inputs)
+        logits = _forward(model, inputs)
         loss = loss_fn(logits, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"loss became {loss.item()} at step {steps} of {desc}")
@@ -145,15 +235,16 @@ def train_epoch(
         optimizer.step()
         if after_step is not None:
             after_step()
-        n = targets.shape[0]
+        n = _count(targets)
         total_loss += loss.item() * n
-        correct += (logits.argmax(1) == targets).sum().item()
+        hits = _hits(logits, targets, 1) if correct is not None else None
+        correct = None if hits is None else correct + hits[0]
         seen += n
         steps += 1
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     if seen == 0:
         raise ValueError("the training loader yielded no batches")
-    return {"loss": total_loss / seen, "top1": correct / seen}
+    return {"loss": total_loss / seen, "top1": None if correct is None else correct / seen}
 
 
 @torch.no_grad()
@@ -164,8 +255,14 @@ def evaluate(
     desc: str = "eval",
     show_progress: bool = True,
     shard: bool = False,
-) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (fractions) and mean cross-entropy of ``model`` on ``loader``.
+    loss_fn: LossFn | None = None,
+    batch: BatchFn | None = None,
+) -> dict[str, float | None]:
+    """Top-1 and top-5 accuracy (fractions) and mean loss of ``model`` on ``loader``.
+
+    The loss is ``loss_fn`` (default :func:`classification_loss`, cross-entropy); with a ``loss_fn`` for
+    outputs that are not class logits (regression, dicts) ``top1`` and ``top5`` are None. ``batch`` turns
+    one item of ``loader`` into ``(inputs, targets)`` (default: :func:`default_batch`).
 
     ``shard=True`` under ``torch.distributed`` splits the work across the ranks: batch ``i`` of
     ``loader`` (a :class:`~torch.utils.data.DataLoader` in a fixed order) is evaluated on rank
@@ -178,25 +275,32 @@ def evaluate(
     batches = _rank_batches(loader, rank, world) if world > 1 else loader
     was_training = model.training
     model.eval()
-    rows: list[tuple[float, int, int, int]] = []  # per batch: loss sum, top-1 hits, top-5 hits, images
-    bar = progress(_batches(batches), desc=desc, total=_len_or_none(batches),
+    rows: list[tuple[float, float, float, int]] = []  # per batch: loss sum, top-1 hits, top-5 hits, examples
+    bar = progress(_batches(batches, batch), desc=desc, total=_len_or_none(batches),
                    disable=not (show_progress and progress_enabled()))
     for inputs, targets in bar:
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        logits = model(inputs)
-        k = min(5, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices == targets[:, None]
-        rows.append((F.cross_entropy(logits, targets, reduction="sum").item(), hits[:, 0].sum().item(),
-                     hits.any(dim=1).sum().item(), targets.shape[0]))
+        inputs, targets = _to(inputs, device), _to(targets, device)
+        outputs = _forward(model, inputs)
+        n = _count(targets)
+        if loss_fn is None:
+            classification_loss(outputs, targets)  # the checks, with their messages
+            loss_sum = F.cross_entropy(outputs, targets, reduction="sum").item()
+        else:
+            loss_sum = float(loss_fn(outputs, targets)) * n  # a mean over the batch
+        hits = _hits(outputs, targets, 5)
+        one, five = hits if hits is not None else (math.nan, math.nan)  # NaN: not a classifier's outputs
+        rows.append((loss_sum, one, five, n))
     model.train(was_training)
     if world > 1:
         rows = _gather_rows(rows, rank, world, len(loader), device)  # type: ignore[arg-type]
-    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+    loss_sum, top1, top5, seen = 0.0, 0.0, 0.0, 0
     for loss, one, five, n in rows:  # in batch order, so sharded and whole sums agree to the bit
-        loss_sum, top1, top5, seen = loss_sum + loss, top1 + int(one), top5 + int(five), seen + int(n)
+        loss_sum, top1, top5, seen = loss_sum + loss, top1 + float(one), top5 + float(five), seen + int(n)
     if seen == 0:
         raise ValueError("the evaluation loader yielded no batches")
-    return {"top1": top1 / seen, "top5": top5 / seen, "loss": loss_sum / seen}
+    accuracy = not math.isnan(top1)
+    return {"top1": top1 / seen if accuracy else None, "top5": top5 / seen if accuracy else None,
+            "loss": loss_sum / seen}
 
 
 def _rank_batches(loader: Iterable, rank: int, world: int) -> DataLoader:

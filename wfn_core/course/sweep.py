@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from ..config import PRESET_MAX_DROP, preset
 from ..data import digits
 from ..io import atomic_write_csv
 from ..models import load_pretrained_digits
-from ..pipeline import run_wfn
+from ..pipeline import CollapseWarning, run_wfn
 from ..training import progress, seed_everything
 
 __all__ = [
@@ -45,7 +46,9 @@ def run_point(alpha: float, delta: float, seed: int = 0, **overrides: Any) -> di
     seed_everything(seed, threads=1)
     train, val = digits(batch_size=config.batch_size, seed=seed, eval_split=SWEEP_SPLIT)
     began = time.perf_counter()
-    result = run_wfn(load_pretrained_digits(), train, val, config, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)  # a sweep maps where the network collapses, on purpose
+        result = run_wfn(load_pretrained_digits(), train, val, config, device="cpu")
     final = result.final
     return {
         "alpha": alpha, "delta": delta, "seed": seed, "split": SWEEP_SPLIT, "baseline_top1": result.baseline["top1"],
