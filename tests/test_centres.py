@@ -93,7 +93,7 @@ def test_apot_rejects_bad_arguments():
         apot_approx(torch.tensor([0.5]), -1, 0.01)
     with pytest.raises(ValueError, match=r"delta=0.0 is not allowed: it must be a number > 0"):
         apot_approx(torch.tensor([0.5]), 1, 0.0)
-    with pytest.raises(ValueError, match=r"values holds nan at flat index 1: it must hold finite values only"):
+    with pytest.raises(ValueError, match=r"values holds nan at index 1: it must hold finite values only"):
         apot_approx(torch.tensor([0.5, math.nan]), 1, 0.01)
     with pytest.raises(ValueError, match="zero_threshold"):
         apot_approx(torch.tensor([0.5]), 1, 0.01, zero_threshold=0.01)

@@ -75,11 +75,16 @@ def test_degenerate_inputs():
     assert s["unique"] == 1 and s["unique_nonzero"] == 0 and s["entropy_bits_nonzero"] == 0.0
 
 
-def test_metrics_reject_non_finite():
-    with pytest.raises(ValueError, match="finite"):
+def test_metrics_reject_non_finite_naming_the_entry():
+    with pytest.raises(ValueError, match=r"^values holds nan at index 1: it must hold finite values only"):
         entropy_bits(torch.tensor([1.0, math.nan]))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="values holds inf at index 0"):
         summary(torch.tensor([math.inf]))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight[1, 2] = math.nan
+    with pytest.raises(ValueError, match=r"^parameter 0.weight holds nan at index \(1, 2\): it must hold finite"):
+        summary(model)
 
 
 @settings(max_examples=100, deadline=None)

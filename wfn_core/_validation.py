@@ -19,7 +19,7 @@ import torch
 
 __all__ = [
     "InvalidParameterError", "fail", "check_number", "check_int", "check_bool", "check_choice", "check_tensor",
-    "check_zero_threshold",
+    "check_finite", "check_zero_threshold",
 ]
 
 
@@ -103,6 +103,19 @@ def check_tensor(name: str, value: Any, *, floating: bool = True, non_empty: boo
     if non_empty and value.numel() == 0:
         raise InvalidParameterError(f"{name} (a tensor with 0 elements) is not allowed: it must be {kind}")
     return value
+
+
+def check_finite(name: str, values: torch.Tensor) -> torch.Tensor:
+    """``values``, which must hold no NaN or inf; the message names the first bad entry and its index."""
+    bad = ~torch.isfinite(values.detach())
+    if bad.any():
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        index = where[0] if len(where) == 1 else where
+        raise InvalidParameterError(
+            f"{name} holds {values.detach()[where].item()} at index {index}: it must hold finite values only "
+            f"(no NaN or inf)"
+        )
+    return values
 
 
 def check_zero_threshold(value: Any, name: str = "zero_threshold") -> float:

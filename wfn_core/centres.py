@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import torch
 
-from ._validation import InvalidParameterError, check_int, check_number, check_zero_threshold
+from ._validation import check_finite, check_int, check_number, check_zero_threshold
 
 ZERO_THRESHOLD: float = 2.0**-7
 """Default γ0: weights below it are "zero" for the zero centre and the ladder starts there."""
@@ -28,14 +28,7 @@ _SQRT_HALF = 0.7071067811865476
 
 
 def _check_values(name: str, values: torch.Tensor) -> torch.Tensor:
-    v = torch.as_tensor(values).to(torch.float64)
-    if not torch.isfinite(v).all():
-        bad = v[~torch.isfinite(v)][0].item()
-        raise InvalidParameterError(
-            f"{name} holds {bad} at flat index {int((~torch.isfinite(v)).reshape(-1).nonzero()[0])}: "
-            f"it must hold finite values only (no NaN or inf)"
-        )
-    return v
+    return check_finite(name, torch.as_tensor(values).to(torch.float64))
 
 
 def _nearest_power_exponent(mag: torch.Tensor, e_min: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validation import check_finite
 from .centres import apot_terms
 from .fixable import fixable_parameters
 
@@ -42,9 +43,7 @@ def _flatten(x: TensorLike) -> torch.Tensor:
 
 def _value_counts(x: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
     """Distinct values (float64, ascending by bit pattern) and how many entries hold each."""
-    flat = _flatten(x)
-    if not torch.isfinite(flat).all():
-        raise ValueError("values must be finite (no NaN or inf)")
+    flat = check_finite("values" if isinstance(x, torch.Tensor) else "the tensors' values", _flatten(x))
     if flat.dtype == torch.float64:
         bits, view_as = (flat + 0.0).view(torch.int64), torch.float64
     else:  # float16/bfloat16 convert exactly to float32; integer radix sort is much faster than a float sort
@@ -124,6 +123,8 @@ def summary(
         params = fixable_parameters(model_or_tensors, include_bn=include_bn or paper_compatible)
         if paper_compatible:
             params = [(n, p) for n, p in params if "downsample" not in n.rpartition(".")[0]]
+        for name, p in params:
+            check_finite(f"parameter {name}", p)
         tensors: TensorLike = [p for _, p in params]
     elif paper_compatible:
         raise ValueError("paper_compatible=True needs an nn.Module (it filters modules by name)")

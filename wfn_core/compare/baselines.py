@@ -53,7 +53,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._validation import InvalidParameterError, check_choice, check_int, check_number, fail
+from .._validation import InvalidParameterError, check_choice, check_finite, check_int, check_number, fail
 from ..fixable import fixable_parameters
 from ..metrics import summary
 from ..training import OPTIMIZERS, evaluate, make_optimizer, reseed, train_epoch
@@ -304,8 +304,7 @@ def kmeans_1d(
     flat = x.reshape(-1)
     if flat.numel() == 0:
         return torch.zeros(k, dtype=torch.float64, device=x.device), torch.zeros_like(x, dtype=torch.int64)
-    if not torch.isfinite(flat).all():
-        raise ValueError("values must be finite (no NaN or inf)")
+    check_finite("values", flat)
     xs = _sort_floats(flat)
     csum = torch.cat([torch.zeros(1, dtype=torch.float64, device=x.device), torch.cumsum(xs, 0, dtype=torch.float64)])
     n = torch.tensor([flat.numel()], device=x.device)
