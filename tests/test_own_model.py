@@ -127,8 +127,8 @@ def test_a_nan_weight_is_named(cancer):
     broken.load_state_dict(model.state_dict())
     with torch.no_grad():
         broken[2].weight[1, 5] = float("nan")
-    with pytest.raises(InvalidParameterError, match=r"model \(parameter 2.weight holds nan at index \(1, 5\)\) is not "
-                                                    r"allowed: it must hold finite weights only"):
+    with pytest.raises(InvalidParameterError, match=r"^parameter 2.weight holds nan at index \(1, 5\): it must hold "
+                                                    r"finite values only \(no NaN or inf\)$"):
         run_wfn(broken, train, test, WFNConfig(delta=0.01, **SHORT))
 
 

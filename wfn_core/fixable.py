@@ -81,15 +81,15 @@ def _extra(model: nn.Module, extra: Iterable[str], seen: set[int]) -> list[tuple
 def float_parameters(model: nn.Module, include_bn: bool = False, extra: Iterable[str] = ()) -> list[tuple[str, str]]:
     """``(name, why)`` for every parameter WFN leaves in floating point, saying how to include it."""
     fixable = {id(p) for _, p in _collect(model, include_bn, extra)}
-    owner = {}
-    for module_name, module in model.named_modules():
-        for param_name, param in module.named_parameters(recurse=False):
-            owner.setdefault(id(param), (module, f"{module_name}.{param_name}" if module_name else param_name))
+    owner: dict[int, nn.Module] = {}
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            owner.setdefault(id(param), module)
     out = []
     for name, param in model.named_parameters():
         if id(param) in fixable:
             continue
-        module, _ = owner[id(param)]
+        module = owner[id(param)]
         if isinstance(module, BATCHNORM_MODULES):
             why = "batch-norm γ/β, left float by default: include_bn=True fixes them"
         else:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._validation import InvalidParameterError, check_bool, check_number, fail
+from ._validation import check_bool, check_finite, check_number, fail
 from .clustering import ClusterResult, cluster, delta_schedule
 from .config import WFNConfig
 from .fixable import FloatParametersWarning, fixable_parameters, flat_values, float_parameters
@@ -108,18 +108,6 @@ def _drop_points(baseline: dict[str, Any], scores: dict[str, Any]) -> float | No
     if baseline["top1"] is None or scores["top1"] is None:
         return None
     return 100 * (baseline["top1"] - scores["top1"])
-
-
-def _check_weights(model: nn.Module) -> None:
-    """Name the first parameter holding NaN or inf (a diverged or corrupted model)."""
-    for name, p in model.named_parameters():
-        bad = ~torch.isfinite(p.detach())
-        if bad.any():
-            where = tuple(int(i) for i in bad.nonzero()[0])
-            raise InvalidParameterError(
-                f"model (parameter {name} holds {p.detach()[where].item()} at index {where}) is not allowed: "
-                f"it must hold finite weights only (a diverged or corrupted model?)"
-            )
 
 
 def _warn_float_parameters(model: nn.Module, config: WFNConfig, extra: tuple[str, ...]) -> None:
@@ -285,7 +273,8 @@ def run_wfn(
         check_number("max_drop", max_drop, low=0, why="top-1 points below the fp32 baseline, or None")
     extra = (extra_parameters,) if isinstance(extra_parameters, str) else tuple(extra_parameters)
     fixable_parameters(model, config.include_bn, extra)  # the names, checked before any work
-    _check_weights(model)
+    for name, param in model.named_parameters():  # a diverged or corrupted model, named before any work
+        check_finite(f"parameter {name}", param)
     _warn_float_parameters(model, config, extra)
     _check_batch_size(train_loader, config)
     device = torch.device(device) if device is not None else default_device()
