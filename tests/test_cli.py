@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from wfn_core.cli import main
-from wfn_core.data import REPO_DATA_DIR
-from wfn_core.models import PRETRAINED_DIGITS
+from wfn_core.models import PRETRAINED_DIGITS_PATH
 
 
 @pytest.mark.slow
@@ -19,7 +18,7 @@ def test_train_baseline_remakes_a_model_like_the_shipped_one(tmp_path, capsys):
     # Measured 98.89% under the default, avx2 and avx512 kernels; 98.0 allows 3 images (0.28 points each).
     assert top1 >= 98.0, printed
     state, shipped = (torch.load(out, weights_only=True),
-                      torch.load(REPO_DATA_DIR / PRETRAINED_DIGITS, weights_only=True))
+                      torch.load(PRETRAINED_DIGITS_PATH, weights_only=True))
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in shipped.items()}
     assert oct(out.stat().st_mode & 0o777) != "0o600"
 

@@ -414,6 +414,14 @@ def test_default_root_is_repo_data_and_env_overrides(tmp_path, monkeypatch):
         cifar10()
 
 
+def test_an_installed_package_keeps_data_out_of_site_packages(tmp_path, monkeypatch):
+    """Outside a checkout (pip, Colab) the default root is data/ in the working directory."""
+    monkeypatch.delenv("WFN_DATA", raising=False)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "site-packages" / "data")
+    monkeypatch.chdir(tmp_path)
+    assert data.data_root() == tmp_path / "data"
+
+
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from wfn_core.data import REPO_DATA_DIR as DATA_ROOT
 from wfn_core.data import digits
 from wfn_core.models import (
+    PRETRAINED_DIGITS_PATH,
     PRETRAINED_DIGITS_SHA256,
     DigitsCNN,
     cifar_resnet18,
@@ -53,7 +53,7 @@ def test_torchvision_model_rejects_bad_names(tmp_path):
 
 
 def test_pretrained_digits_checksum_and_accuracy():
-    path = DATA_ROOT / "digits_cnn.pt"
+    path = PRETRAINED_DIGITS_PATH
     assert sha256_file(path) == PRETRAINED_DIGITS_SHA256
     model = load_pretrained_digits()
     _, test_loader = digits()
@@ -62,7 +62,7 @@ def test_pretrained_digits_checksum_and_accuracy():
 
 def test_pretrained_digits_refuses_a_corrupted_copy(tmp_path):
     copy = tmp_path / "digits_cnn.pt"
-    data = bytearray((DATA_ROOT / "digits_cnn.pt").read_bytes())
+    data = bytearray((PRETRAINED_DIGITS_PATH).read_bytes())
     data[-100] ^= 0xFF
     copy.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="SHA-256"):

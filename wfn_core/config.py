@@ -85,7 +85,7 @@ class WFNConfig:
 
 PRESETS: dict[str, WFNConfig] = {
     # The embedded default: the shipped DigitsCNN on scikit-learn's digits. δ and α chosen on the
-    # validation split by wfn_core.course.sweep.choose_setting from data/sweep_alpha_delta.csv (`python -m
+    # validation split by wfn_core.course.sweep.choose_setting from wfn_core/assets/sweep_alpha_delta.csv (`python -m
     # wfn_core sweep`): the fewest values with every seed within 0.5 validation points of fp32, and the
     # next δ up within budget too (margin against the cliff). A larger lr than the paper's: tiny model.
     "digits": WFNConfig(delta=0.02, alpha=1.0, lr=1e-3, epochs_per_iteration=3, batch_size=64),

@@ -31,6 +31,7 @@ from ._validation import check_bool, check_choice, check_int, fail
 __all__ = [
     "DATA_ROOT",
     "REPO_DATA_DIR",
+    "ASSETS_DIR",
     "DatasetNotFoundError",
     "DatasetCorruptedError",
     "data_root",
@@ -44,17 +45,27 @@ __all__ = [
     "IMAGENET_STD",
 ]
 
-#: The repository's ``data/`` folder (shipped files live here; never affected by ``$WFN_DATA``).
+#: The repository's ``data/`` folder: the default root of the downloaded data sets in a checkout, unless
+#: ``$WFN_DATA`` is set.
 REPO_DATA_DIR: Path = Path(__file__).resolve().parent.parent / "data"
+
+#: The files shipped inside the package (the digits checkpoint, the α × δ sweep): package data, so they are
+#: found wherever the package is installed, with or without the repository around it.
+ASSETS_DIR: Path = Path(__file__).resolve().parent / "assets"
 
 #: Environment variable that moves the default root of the downloadable data sets.
 DATA_ENV_VAR = "WFN_DATA"
 
 
 def data_root() -> Path:
-    """Default root for the real data sets: ``$WFN_DATA`` if set (read at call time), else ``data/``."""
+    """Default root for the real data sets: ``$WFN_DATA`` if set (read at call time), else the repository's
+    ``data/`` when the package runs from its checkout, else ``data/`` in the working directory (a pip or
+    Colab install: never inside site-packages)."""
     env = os.environ.get(DATA_ENV_VAR)
-    return Path(env).expanduser() if env else REPO_DATA_DIR
+    if env:
+        return Path(env).expanduser()
+    in_checkout = (REPO_DATA_DIR.parent / "pyproject.toml").is_file()
+    return REPO_DATA_DIR if in_checkout else Path.cwd() / "data"
 
 
 #: Default data root as it was when the module was imported (``$WFN_DATA`` or the repository's ``data/``).

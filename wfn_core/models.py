@@ -1,7 +1,7 @@
 """Models: the small digits CNN, a CIFAR ResNet-18 and torchvision ImageNet ResNets.
 
-The shipped digits checkpoint (``data/digits_cnn.pt``) is what the notebooks start from;
-``python -m wfn_core train-baseline --dataset digits --out data/digits_cnn.pt`` remakes it.
+The shipped digits checkpoint (``wfn_core/assets/digits_cnn.pt``, package data) is what the notebooks
+start from; ``python -m wfn_core train-baseline --dataset digits --out wfn_core/assets/digits_cnn.pt`` remakes it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._validation import check_choice, fail
-from .data import REPO_DATA_DIR
+from .data import ASSETS_DIR
 
 __all__ = [
     "DigitsCNN",
@@ -23,6 +23,7 @@ __all__ = [
     "load_state_dict_file",
     "sha256_file",
     "PRETRAINED_DIGITS",
+    "PRETRAINED_DIGITS_PATH",
     "PRETRAINED_DIGITS_SHA256",
     "DIGITS_BASELINE_RECIPE",
 ]
@@ -31,6 +32,8 @@ TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 #: The shipped pretrained digits model, and the SHA-256 it must have.
 PRETRAINED_DIGITS = "digits_cnn.pt"
+#: Where it is: inside the installed package, so a pip install without the repository finds it too.
+PRETRAINED_DIGITS_PATH: Path = ASSETS_DIR / PRETRAINED_DIGITS
 #: How it was made (``python -m wfn_core train-baseline``: :func:`wfn_core.training.train_baseline`).
 DIGITS_BASELINE_RECIPE = {"epochs": 20, "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 64, "seed": 0}
 PRETRAINED_DIGITS_SHA256 = "68ac457981404eedfa3764461620dbd2c7e933978f3fb8eb8e2aa35888b13bbd"
@@ -133,7 +136,7 @@ def torchvision_model(name: str, weights: str | Path | None = None, num_classes:
 
 def load_pretrained_digits(path: str | Path | None = None, verify: bool = True) -> DigitsCNN:
     """The shipped pretrained :class:`DigitsCNN`, in eval mode; its SHA-256 is checked on load."""
-    path = Path(path) if path is not None else REPO_DATA_DIR / PRETRAINED_DIGITS
+    path = Path(path) if path is not None else PRETRAINED_DIGITS_PATH
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained digits model not found at {path}; remake it with "
