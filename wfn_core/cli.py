@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("train-baseline", help="train the fp32 model WFN starts from")
     p.add_argument("--dataset", choices=["digits"], default="digits", help="data set (default: digits)")
-    p.add_argument("--out", type=Path, required=True, help="where to write the state_dict (.pt)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="where to write the state_dict (.pt; shipped: wfn_core/assets/digits_cnn.pt)")
     p.add_argument("--epochs", type=_positive_int, default=R["epochs"], help=f"epochs (default {R['epochs']})")
     p.add_argument("--lr", type=float, default=R["lr"], help=f"Adam learning rate (default {R['lr']})")
     p.add_argument("--weight-decay", type=float, default=R["weight_decay"], help="Adam weight decay")
@@ -314,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deltas", type=float, nargs="+", default=None,
                    help="δ values (default: 0.0075 0.01 0.015 0.02 0.025 0.03 0.04)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2)")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write (data/sweep_alpha_delta.csv ships)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="CSV to write (shipped: wfn_core/assets/sweep_alpha_delta.csv)")
     p = verbs.add_parser("export", help="write a finished run's model as one entropy-coded file")
     p.add_argument("run_dir", type=Path, help="finished run folder (model.pt, wfn_checkpoint.pt)")
     p.add_argument("out", type=Path, help="compressed file to write (for example model.wfnz)")
@@ -322,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("notebooks", help="execute the notebook sequence (what `make run` does)")
     p.add_argument("--src", type=Path, default=Path("notebooks"), help="folder of NN_*.ipynb (default: notebooks)")
     p.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default: in place)")
+
+    p = verbs.add_parser("student", help="write the student version of the notebooks (solutions removed)",
+                         description="Copy the notebooks with every solution between ### BEGIN SOLUTION and "
+                         "### END SOLUTION replaced by raise NotImplementedError() (nbgrader's convention), "
+                         "predict-then-run answers hidden and outputs cleared.")
+    p.add_argument("--src", type=Path, default=Path("notebooks"), help="folder of NN_*.ipynb (default: notebooks)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the student notebooks to")
     return parser
 
 
@@ -447,10 +456,22 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _student(args: argparse.Namespace) -> int:
+    from .course.student import list_exercises, make_student_version
+
+    written = make_student_version(args.src, args.out)
+    exercises = [e for path in written for e in list_exercises(args.src / path.name)]
+    for e in exercises:
+        print(f"{e.notebook}  {e.title}")
+    print(f"{len(written)} student notebooks with {len(exercises)} exercises in {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "search": _search,
-                "sweep": _sweep, "notebooks": _notebooks, "export": _export}
+                "sweep": _sweep, "notebooks": _notebooks, "export": _export,
+                "student": _student}
     try:
         return handlers[args.verb](args)
     except (ValueError, FileNotFoundError) as exc:
