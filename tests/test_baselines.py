@@ -384,6 +384,29 @@ def test_default_methods_take_k_from_the_wfn_models_and_evaluate_them_as_they_ar
     assert "uniform 4-bit per channel (MSE clip)" in methods and "APoT 4-bit (MSE clip)" in methods
     rows = B.compare(tiny(), {"WFN a": methods["WFN a"]}, batches(1), batches(1), finetune_epochs=1)
     assert rows[0]["unique"] == summary(wfn_a)["unique"] and rows[0]["finetune_epochs"] == 0
+    trained = dict(B.default_methods({"WFN a": wfn_a}, wfn_epochs=27))
+    rows = B.compare(tiny(), {"WFN a": trained["WFN a"]}, batches(1), batches(1), finetune_epochs=1)
+    assert rows[0]["finetune_epochs"] == 27  # the epochs WFN trained, not 0
+    with pytest.raises(ValueError, match="wfn_epochs"):
+        B.default_methods({"WFN a": wfn_a}, wfn_epochs=-1)
+
+
+@pytest.mark.filterwarnings("ignore::wfn_core.pipeline.CollapseWarning")  # a toy model; only the epochs count here
+def test_wfn_training_epochs_counts_the_epochs_run_wfn_trains(monkeypatch):
+    import wfn_core.pipeline as P
+    from wfn_core import preset, run_wfn
+
+    calls = []
+    real = P.train_epoch
+    monkeypatch.setattr(P, "train_epoch", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    loader = [(x.flatten(1)[:, :4], y) for x, y in batches(1)]
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    for config in (preset("digits", fractions=(0.5, 0.8, 1.0), epochs_per_iteration=2, batch_size=16),
+                   preset("digits", fractions=(0.5, 1.0), epochs_per_iteration=1, epochs_before=2, batch_size=16)):
+        calls.clear()
+        run_wfn(model, loader, loader, config, device="cpu")
+        assert len(calls) == B.wfn_training_epochs(config)
+    assert B.wfn_training_epochs(preset("digits")) == 27  # 9 trained iterations x 3 epochs
 
 
 def test_format_table_rounds_accuracy_entropy_and_keeps_counts_exact():
@@ -393,6 +416,7 @@ def test_format_table_rounds_accuracy_entropy_and_keeps_counts_exact():
     line = B.format_table([row]).splitlines()[2]
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells == ["m", "98.8", "123456", "7", "2.35", "1.00", "50.0", "n/a", "3", "3"]
+    assert B.format_table([row]).splitlines()[0].rstrip(" |").endswith("epochs trained")
 
 
 def test_compressed_bytes_is_none_without_an_export_module(monkeypatch):
@@ -463,3 +487,21 @@ def test_paper_claim_picks_the_most_accurate_per_layer_4_bit_row():
     assert claim["wfn_at_least_as_accurate"]
     with pytest.raises(ValueError, match="wfn_method=.* is not allowed: it must be the name of a row: uniform"):
         paper_claim(rows, "WFN δ=0.5")
+
+
+def test_comparison_figure_claims_say_what_the_titles_say():
+    from wfn_core.course.checks import comparison_figure_claims
+
+    def row(method, top1, nonzero, h):
+        return {"method": method, "top1": top1, "unique": nonzero + 1, "unique_nonzero": nonzero,
+                "entropy_bits_nonzero": h}
+
+    rows = [row("fp32", 0.99, 48808, 15.6), row("uniform 2-bit per tensor", 0.97, 14, 2.72),
+            row("uniform 3-bit per tensor", 0.99, 40, 3.30), row("APoT 4-bit", 0.99, 89, 4.89),
+            row("k-means per network k=22", 0.99, 22, 3.80), row("uniform 2-bit per channel", 0.5, 3, 0.5),
+            row("WFN δ=0.02", 0.98, 21, 2.63)]
+    assert all(c.holds for c in comparison_figure_claims(rows, "WFN δ=0.02"))  # a method under 90 % is not drawn
+    worse = rows[:-1] + [row("WFN δ=0.02", 0.98, 21, 3.0)]  # α = 0-like entropy: within 0.4 bit of 3-bit uniform
+    assert [c.holds for c in comparison_figure_claims(worse, "WFN δ=0.02")] == [True, False]
+    off = [dict(r, unique_nonzero=30) if r["method"].startswith("k-means") else r for r in rows]
+    assert [c.holds for c in comparison_figure_claims(off, "WFN δ=0.02")] == [False, True]

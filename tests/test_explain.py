@@ -2,12 +2,15 @@
 
 import math
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
 from wfn_core import DEFAULT_FRACTIONS, cluster, fixable_parameters, load_pretrained_digits
 from wfn_core.clustering import cluster_schedule, delta_schedule
-from wfn_core.course.explain import first_pass
+from wfn_core.course.checks import centres_schedule_claims
+from wfn_core.course.explain import centres_per_iteration, first_pass, running_mean, running_mean_prefix
+from wfn_core.course.plots import plot_centres_per_iteration
 from wfn_core.fixable import flat_values, set_flat_values
 
 
@@ -46,3 +49,66 @@ def test_set_flat_values_round_trips():
     assert torch.equal(flat_values(params), w * 2)
     with pytest.raises(ValueError, match="entries"):
         set_flat_values(params, w[:-1])
+
+
+def test_running_mean_prefix_frees_zero_costs_and_stops_at_the_first_mean_above_a():
+    costs = torch.tensor([0.0, 0.0, 0.1, 0.3, 0.5], dtype=torch.float64)
+    assert running_mean(costs).tolist() == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+    assert running_mean_prefix(costs, 0.2) == 4 and running_mean_prefix(costs, 0.05) == 2
+    assert running_mean_prefix(torch.zeros(0), 0.1) == 0
+
+
+def test_centres_per_iteration_counts_the_values_of_the_fixed_weights():
+    w = _weights()[:3000]
+    fractions = (0.5, 0.9, 1.0)
+    counts = centres_per_iteration(w, [0.01, 0.04], fractions=fractions, reference=True)
+    assert list(counts) == [0.01, 0.04]
+    for delta, per_t in counts.items():
+        results = cluster_schedule(w, delta, fractions)
+        assert per_t == [torch.unique(r.values[r.fixed]).numel() for r in results]
+        # after the last call every weight is fixed, so the centres are all the values there are
+        assert per_t[-1] == torch.unique(results[-1].values).numel()
+    assert counts[0.01][-1] > counts[0.04][-1]
+
+
+def test_centres_per_iteration_rejects_no_deltas_and_bad_ones():
+    w = _weights()[:100]
+    with pytest.raises(ValueError, match="deltas"):
+        centres_per_iteration(w, [])
+    with pytest.raises(ValueError, match="delta"):
+        centres_per_iteration(w, [0.0])
+
+
+def test_plot_centres_per_iteration_draws_one_labelled_line_per_delta():
+    fig = plot_centres_per_iteration({0.04: [1, 2, 3], 0.01: [2, 5, 9]})
+    ax = fig.axes[0]
+    assert [line.get_ydata().tolist() for line in ax.get_lines()] == [[2, 5, 9], [1, 2, 3]]  # δ ascending
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["δ = 0.01 (ends with 9)", "δ = 0.04 (ends with 3)"]
+    assert ax.get_yscale() == "log" and "centres" in ax.get_ylabel()
+    assert fig.get_size_inches()[0] >= 6
+    plt.close(fig)
+    with pytest.raises(ValueError, match="counts"):
+        plot_centres_per_iteration({})
+
+
+def _unique_per_iteration(w, delta):
+    return [torch.unique(r.values).numel() for r in cluster_schedule(w, delta)]
+
+
+def test_centres_schedule_claims_hold_on_the_shipped_weights_and_fail_without_a_falling_delta_t():
+    w = _weights()
+    deltas = [0.005, 0.01, 0.02, 0.04]
+    counts = centres_per_iteration(w, deltas)
+    unique = {d: _unique_per_iteration(w, d) for d in (0.005, 0.04)}
+    assert all(c.holds for c in centres_schedule_claims(counts, unique))
+    # the same calls with δ_t = δ at every iteration: centres arrive early, the late-share claims must fail
+    flat = {}
+    for d in (0.005, 0.04):
+        values, fixed, per_t = w, None, []
+        for p in DEFAULT_FRACTIONS:
+            r = cluster(values, p, d, fixed=fixed)
+            values, fixed = r.values, r.fixed
+            per_t.append(torch.unique(r.values[r.fixed]).numel())
+        flat[d] = per_t
+    failed = [c.statement for c in centres_schedule_claims(flat, unique) if not c.holds]
+    assert any("last three iterations" in s for s in failed) and any("last iteration adds" in s for s in failed)

@@ -245,6 +245,11 @@ def test_operation_counts_by_hand():
     keys = ("positions", "terms", "multiplications", "nonzero_multiplications", "shift_adds")
     assert tuple(row[k] for k in keys) == (4, 4, 16, 12, 16)
     assert (ops["multiplications"], ops["shift_adds"]) == (16, 16)
+    assert ops["batchnorm_multiplications"] == 0
+    head = nn.Linear(4, 3)
+    head.weight.data = torch.full((3, 4), 0.5)  # one term each: decompose accepts it
+    with_bn = nn.Sequential(conv, nn.BatchNorm2d(1), nn.Flatten(), head, nn.BatchNorm1d(3))
+    assert count_operations(with_bn, input_shape=(1, 3, 3))["batchnorm_multiplications"] == 4 + 3  # stays float
 
 
 def test_digits_operation_counts(wfn_model):
@@ -252,6 +257,8 @@ def test_digits_operation_counts(wfn_model):
     assert list(ops["layers"]) == ["features.0", "features.3", "features.7", "classifier.1", "classifier.3"]
     # a float DigitsCNN does 9 216 + 294 912 + 294 912 + 24 576 + 960 multiplications per sample
     assert ops["multiplications"] == 624_576
+    # its three BatchNorm layers stay float: 16·8·8 + 32·8·8 + 64·4·4 scalings per sample
+    assert ops["batchnorm_multiplications"] == 1024 + 2048 + 1024
     assert ops["layers"]["features.7"]["positions"] == 16
     for name, row in ops["layers"].items():
         weight = wfn_model.get_submodule(name).weight

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from wfn_core import preset
+from wfn_core.course.sweep import SHIPPED_SWEEP
 from wfn_core.course.widgets import AlphaDeltaExplorer, DeltaExplorer, delta_slider_range, explore_delta
-from wfn_core.data import REPO_DATA_DIR, digits
+from wfn_core.data import digits
 from wfn_core.models import load_pretrained_digits
 
 
@@ -26,7 +27,7 @@ def test_delta_slider_updates_metrics(model_and_loader):
     assert large["unique"] < small["unique"]
     assert large["entropy_bits"] < small["entropy_bits"]
     assert "unique values" in ex.info.value
-    assert ex.seconds <= 1.0  # generous here; the notebook reports the real figure
+    assert ex.seconds > 0  # timed, not bounded here: benchmarks/delta_slider.py measures the speed
 
 
 def test_delta_outside_range_shows_a_message(model_and_loader):
@@ -40,8 +41,8 @@ def test_delta_sliders_offer_only_values_that_run(model_and_loader):
     model, loader = model_and_loader
     assert delta_slider_range(10) == (-3.0, -1.05)  # 10^-1.05 = 0.089: the last step below 1/T = 0.1
     sliders = [DeltaExplorer(model, loader).slider,
-               AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv").delta,
-               AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 1.0)).delta]
+               AlphaDeltaExplorer(SHIPPED_SWEEP).delta,
+               AlphaDeltaExplorer(SHIPPED_SWEEP, fractions=(0.5, 1.0)).delta]
     for slider, T in zip(sliders, (10, 10, 2)):
         top = 10**slider.max
         assert top * T < 1 <= round(10 ** (slider.max + slider.step) * T, 9)  # the top is the last step that runs
@@ -59,7 +60,7 @@ def test_explore_delta_leaves_the_model_alone(model_and_loader):
 
 @pytest.mark.slow
 def test_alpha_delta_run_button_adds_a_point():
-    ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 1.0), epochs_per_iteration=1)
+    ex = AlphaDeltaExplorer(SHIPPED_SWEEP, fractions=(0.5, 1.0), epochs_per_iteration=1)
     ex.show()
     n = len(ex.rows)
     ex.alpha.value, ex.delta.value = 0.4, 0.02
@@ -71,7 +72,7 @@ def test_alpha_delta_run_button_adds_a_point():
 @pytest.mark.slow
 def test_alpha_delta_choose_button_searches_and_moves_the_slider(tmp_path, monkeypatch):
     monkeypatch.setenv("WFN_CACHE", str(tmp_path))
-    ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 1.0), epochs_per_iteration=0)
+    ex = AlphaDeltaExplorer(SHIPPED_SWEEP, fractions=(0.5, 1.0), epochs_per_iteration=0)
     ex.show()
     n = len(ex.rows)
     ex.alpha.value = 1.0
@@ -85,8 +86,29 @@ def test_alpha_delta_choose_button_searches_and_moves_the_slider(tmp_path, monke
 
 
 def test_alpha_delta_bad_setting_shows_a_message(monkeypatch):
-    ex = AlphaDeltaExplorer(REPO_DATA_DIR / "sweep_alpha_delta.csv", fractions=(0.5, 0.4, 1.0))
+    ex = AlphaDeltaExplorer(SHIPPED_SWEEP, fractions=(0.5, 0.4, 1.0))
     n = len(ex.rows)
     assert ex.run() is None
     assert "Cannot run" in ex.info.value and "strictly increasing" in ex.info.value
     assert len(ex.rows) == n and not ex.button.disabled
+
+
+def test_plot_tradeoffs_shows_seed_ranges_delta_labels_and_never_hides_a_collapse():
+    from wfn_core.course.sweep import read_sweep, summarise_sweep
+    from wfn_core.course.widgets import TRADEOFF_FLOOR, plot_tradeoffs
+
+    rows = read_sweep(SHIPPED_SWEEP)
+    fig = plot_tradeoffs(rows)
+    worst = min(100 * r["top1"] for r in rows)
+    for ax in fig.axes:
+        assert ax.get_ylim()[0] <= worst  # the worst seed is on the axis, not clipped to a floor
+        labels = {t.get_text() for t in ax.texts}
+        assert {f"{d:g}" for d in {r["delta"] for r in rows}} <= labels
+        assert ax.containers  # error bars
+    collapsed = [dict(r, top1=0.3) if (r["alpha"], r["delta"], r["seed"]) == (1.0, 0.04, 1) else r for r in rows]
+    mean = next(m for m in summarise_sweep(collapsed) if (m["alpha"], m["delta"]) == (1.0, 0.04))
+    assert 100 * mean["top1"] < TRADEOFF_FLOOR  # the case: a mean below the floor
+    fig = plot_tradeoffs(collapsed)
+    for ax in fig.axes:
+        assert ax.get_ylim()[0] < TRADEOFF_FLOOR + 1  # a collapse does not squash the curves to 0-100 %
+        assert f"0.04: {100 * mean['top1']:.0f}%" in {t.get_text() for t in ax.texts}  # its real value, written

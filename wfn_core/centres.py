@@ -1,7 +1,12 @@
 """Candidate centres: additive powers of two on a geometric ladder (section 2 of the algorithm doc).
 
 A rung ``g`` of the ladder ``g_0 = γ0, g_{i+1} = g_i·(1+d)/(1−d)`` is approximated by at most
-``k + 1`` signed powers of two; ``C_k`` is ``{0} ∪ {±approx(g_i) : g_i < B}``.
+``k + 1`` signed powers of two; ``C_k`` is ``{0} ∪ {±approx(g_i) : g_i < B}``. The ratio makes the
+rungs' ranges ``[g/(1+d), g/(1−d)]`` (relative distance at most d) meet end to end.
+
+Words (as in the algorithm document): the **order** k is the parameter of this construction only;
+the **terms** of a value are the signed powers of two it is made of (order k: at most k + 1 terms;
+order 0: single powers of two, which the paper calls order 1).
 
 "Rounding in the log domain" (``round(log2 |x|)``) is computed exactly with ``frexp``: writing
 ``|x| = f·2^E`` with ``f ∈ [0.5, 1)``, the nearest power of two is ``2^E`` when ``f ≥ 1/√2`` and

@@ -5,7 +5,8 @@ All metrics are over the entries of the given values (the fixable set when given
 - ``unique``: number of distinct values, zero counted; ``unique_nonzero`` leaves zero out.
 - ``entropy_bits``: Shannon entropy (base 2) of the value histogram over all entries;
   ``entropy_bits_nonzero`` over the non-zero entries only (the published tables use this one).
-- ``order_histogram``: entries by the number of signed power-of-two terms of their value (0 for 0).
+- ``order_histogram``: entries by the number of signed power-of-two **terms** of their value (0 for 0).
+  The name is the algorithm document's; it counts terms, while "order" means only the parameter k.
 - ``power_of_two_share``: share, among **all** entries (zeros included in the denominator), of the
   entries whose value is a single signed power of two (exactly one term).
 
@@ -78,7 +79,9 @@ def entropy_bits(x: TensorLike, include_zero: bool = True) -> float:
 
 
 def order_histogram(x: TensorLike) -> dict[int, int]:
-    """``{number of signed power-of-two terms: number of entries}`` (0 terms for zero), ascending."""
+    """``{number of signed power-of-two terms: number of entries}`` (0 terms for zero), ascending.
+
+    Counts **terms** (shortest signed-binary form, :func:`~wfn_core.centres.apot_terms`), not the order k."""
     values, counts = _value_counts(x)
     terms = apot_terms(values)
     hist = torch.zeros(int(terms.max()) + 1 if terms.numel() else 0, dtype=torch.int64)

@@ -64,6 +64,7 @@ __all__ = [
     "apot_levels", "apot_scale", "apot_project", "apot_quantize",
     "kmeans_1d", "kmeans_share",
     "validate_finetune", "compressed_bytes", "compare", "default_methods", "format_table", "TABLE_KEYS",
+    "wfn_training_epochs",
 ]
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -478,7 +479,8 @@ def compare(
     same one, edited, or a new one). With ``finetune_epochs > 0`` a callable that takes a ``finetune`` argument
     (the quantisers of this module do) is given ``dict(train_loader=train_loader,
     epochs=finetune_epochs, device=device, **finetune_options)``; others (fp32, a finished WFN model)
-    are evaluated as they are, and their row says ``finetune_epochs = 0``.
+    are evaluated as they are, and their row's ``finetune_epochs`` is the callable's ``epochs_trained``
+    attribute (the epochs it trained before: a WFN model of :func:`default_methods` given ``wfn_epochs``), else 0.
 
     ``compressed_bytes`` is the size of the export file (``None`` without ``wfn_core.compare.export``);
     ``entropy_bound_bytes`` is the bound ``N·entropy_bits/8``, not a measured size.
@@ -508,13 +510,23 @@ def compare(
             **{key: metrics[key] for key in TABLE_KEYS if key in metrics},
             "compressed_bytes": compressed_bytes(result, include_bn=include_bn),
             "entropy_bound_bytes": metrics["n_params"] * metrics["entropy_bits"] / 8,
-            "finetune_epochs": finetune_epochs if tuned else 0,
+            "finetune_epochs": finetune_epochs if tuned else int(getattr(fn, "epochs_trained", 0)),
         })
     return [{key: row[key] for key in TABLE_KEYS} for row in rows]
 
 
-def _as_is(model: nn.Module) -> Callable[[nn.Module], nn.Module]:
-    return lambda _base: copy.deepcopy(model)
+def wfn_training_epochs(config: Any) -> int:
+    """The epochs a WFN run of ``config`` (a :class:`~wfn_core.config.WFNConfig`) trains: ``epochs_before``,
+    then ``epochs_per_iteration`` after every fixing iteration but the last (27 for the digits preset:
+    9 × 3). What the WFN rows of :func:`compare` report, next to the quantisers' fine-tuning epochs."""
+    return config.epochs_before + config.epochs_per_iteration * (config.n_iterations - 1)
+
+
+def _as_is(model: nn.Module, epochs_trained: int = 0) -> Callable[[nn.Module], nn.Module]:
+    def finished(_base: nn.Module) -> nn.Module:
+        return copy.deepcopy(model)
+    finished.epochs_trained = epochs_trained  # type: ignore[attr-defined]  # read by compare for its epochs column
+    return finished
 
 
 def default_methods(
@@ -524,11 +536,15 @@ def default_methods(
     apot_bits: Sequence[int] = (3, 4),
     mse_clip: bool = False,
     include_bn: bool = False,
+    wfn_epochs: int = 0,
 ) -> list[tuple[str, Callable[..., nn.Module]]]:
     """The issue's list: fp32; uniform per tensor and per channel; APoT; k-means per layer and per
-    network; then each finished WFN model of ``wfn_models`` (name -> plain model), evaluated as it is.
+    network; then each finished WFN model of ``wfn_models`` (name -> plain model), evaluated as it is,
+    its table row saying it trained ``wfn_epochs`` epochs (:func:`wfn_training_epochs` of its config).
 
-    ``kmeans_k`` defaults to the ``unique`` count (zero included) of each WFN model (16 without any).
+    ``kmeans_k`` defaults to the ``unique`` count (zero included) of each WFN model (16 without any): k-means
+    is handed WFN's count, so it matches WFN on the number of values by construction; what it cannot match
+    is WFN's entropy and its powers of two.
     ``mse_clip`` switches the uniform and APoT clips to the MSE search (the names say so).
     """
     wfn_models = dict(wfn_models or {})
@@ -556,7 +572,7 @@ def default_methods(
     for k in ks:
         for scope in SCOPES:
             methods.append((f"k-means per {scope} k={k}", method(kmeans_share, k=k, scope=scope)))
-    methods.extend((name, _as_is(m)) for name, m in wfn_models.items())
+    methods.extend((name, _as_is(m, check_int("wfn_epochs", wfn_epochs, low=0))) for name, m in wfn_models.items())
     return methods
 
 
@@ -564,7 +580,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of :func:`compare` rows: accuracy in % to 0.1 point, entropies to 0.01 bit,
     the power-of-two share in % to 0.1, counts and bytes exact (the entropy bound to the byte)."""
     header = ["method", "top-1 %", "unique", "unique≠0", "H bits", "H≠0 bits", "PoT %", "bytes", "N·H/8 bound",
-              "ft epochs"]
+              "epochs trained"]
 
     def cells(r: Mapping[str, Any]) -> list[str]:
         size = r.get("compressed_bytes")

@@ -291,20 +291,29 @@ def count_operations(
     ``input_shape`` is one sample's shape (e.g. ``(1, 8, 8)``); it is needed to know a convolution's
     number of output positions (a forward pass on zeros records them). Without it, Linear layers count
     one position and a Conv2d raises ``ValueError``. Each Linear/Conv2d must have short APoT weights.
-    Returns ``{"layers": {name: {...}}, "multiplications", "nonzero_multiplications", "shift_adds"}``;
-    per layer: ``type``, ``weights``, ``nonzero_weights``, ``terms`` (per position), ``positions``,
-    ``multiplications`` (weights × positions), ``nonzero_multiplications``, ``shift_adds`` (terms × positions).
+    Returns ``{"layers": {name: {...}}, "multiplications", "nonzero_multiplications", "shift_adds",
+    "batchnorm_multiplications"}``; per layer: ``type``, ``weights``, ``nonzero_weights``, ``terms`` (per
+    position), ``positions``, ``multiplications`` (weights × positions), ``nonzero_multiplications``,
+    ``shift_adds`` (terms × positions). ``batchnorm_multiplications`` counts what is *not* replaced: a
+    BatchNorm layer stays float (:func:`convert_to_shift_add` leaves it alone), one multiplication per
+    activation it normalises (its per-channel scale; without ``input_shape``, one position).
     """
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    norms = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
     positions = {n: 1 for n, _ in layers}
+    bn_elements = {n: m.num_features for n, m in norms}
     if input_shape is not None:
         def hook(name: str):
             def record(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+                if name in bn_elements:
+                    bn_elements[name] = output.numel()
+                    return
                 channels = output.shape[1] if isinstance(module, nn.Conv2d) else output.shape[-1]
                 positions[name] = output.numel() // channels
             return record
 
-        handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+        handles = [m.register_forward_hook(hook(n)) for n, m in layers + norms]
         was_training = model.training
         try:
             model.eval()
@@ -317,7 +326,8 @@ def count_operations(
                 h.remove()
     elif any(isinstance(m, nn.Conv2d) for _, m in layers):
         raise ValueError("count_operations needs input_shape (one sample's shape) for a model with Conv2d layers")
-    report: dict = {"layers": {}, "multiplications": 0, "nonzero_multiplications": 0, "shift_adds": 0}
+    report: dict = {"layers": {}, "multiplications": 0, "nonzero_multiplications": 0, "shift_adds": 0,
+                    "batchnorm_multiplications": sum(bn_elements.values())}
     for name, module in layers:
         plan = decompose(module.weight, max_terms=max_terms, name=name)
         weights, nonzero = module.weight.numel(), int((module.weight != 0).sum())

@@ -3,15 +3,41 @@ same work without materialising any of this)."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from .._validation import check_number, fail
 from ..centres import ZERO_THRESHOLD, candidate_centres
-from ..clustering import relative_distance
+from ..clustering import cluster, cluster_schedule, relative_distance
+from ..freezing import WeightFixer
+from ..regulariser import ClusterRegulariser
+from ..training import make_optimizer, reseed, train_epoch
 
-__all__ = ["first_pass"]
+__all__ = ["running_mean", "running_mean_prefix", "first_pass", "centres_per_iteration", "retrain_free_weights"]
+
+
+def running_mean(sorted_costs: torch.Tensor) -> torch.Tensor:
+    """The running mean of ``sorted_costs`` (float64) where costs that are exactly 0 are free: they add
+    nothing to the sum and do not count in the denominator (a leading run of zeros has mean 0)."""
+    costs = torch.as_tensor(sorted_costs).detach().reshape(-1).to(torch.float64)
+    paid = torch.cumsum((costs != 0).to(torch.float64), 0).clamp(min=1)
+    return torch.cumsum(costs, 0) / paid
+
+
+def running_mean_prefix(sorted_costs: torch.Tensor, a: float) -> int:
+    """How many of ``sorted_costs`` (ascending) one pass takes: the longest prefix whose running mean
+    (:func:`running_mean`) stays ≤ ``a``, before the cap at the number still needed."""
+    a = check_number("a", a, low=0)
+    mean = running_mean(sorted_costs)
+    # take while the mean stays <= a: ascending costs never lower the mean, so the first miss ends it
+    over = (mean > a).nonzero()
+    return int(over[0, 0]) if over.numel() else mean.numel()
 
 
 def first_pass(weights: torch.Tensor, needed: int, delta: float, order: int = 0,
@@ -32,12 +58,50 @@ def first_pass(weights: torch.Tensor, needed: int, delta: float, order: int = 0,
     # cost ascending, then smaller |w|, then lower index (np.lexsort sorts by the last key first)
     order_idx = torch.from_numpy(np.lexsort((np.arange(w.numel()), w.abs().numpy(), cost.numpy())))
     sorted_cost = cost[order_idx]
-    paid = torch.cumsum((sorted_cost != 0).double(), 0).clamp(min=1)
-    running_mean = torch.cumsum(sorted_cost, 0) / paid
-    ok = running_mean <= delta  # sorted ascending, so the mean only grows: the first miss ends it
-    taken = int(torch.nonzero(~ok)[0]) if (~ok).any() else w.numel()
-    taken = min(taken, needed)
+    taken = min(running_mean_prefix(sorted_cost, delta), needed)
     return {
         "candidates": candidates, "votes": votes, "winner": winner.item(), "sorted_costs": sorted_cost,
-        "running_mean": running_mean, "taken": taken, "taken_index": order_idx[:taken],
+        "running_mean": running_mean(sorted_cost), "taken": taken, "taken_index": order_idx[:taken],
     }
+
+
+def centres_per_iteration(
+    weights: torch.Tensor, deltas: Sequence[float], **schedule_kwargs: Any
+) -> dict[float, list[int]]:
+    """For each δ, the number of centres in use (distinct values among the fixed weights) after each
+    fixing iteration of :func:`~wfn_core.clustering.cluster_schedule`, without retraining.
+
+    ``schedule_kwargs`` go to ``cluster_schedule`` (``fractions``, ``zero_threshold``, ``recluster_fixed``,
+    ``reference``). A call's ``centres`` may list a centre that took no weight, so the count here is of
+    the values fixed weights actually hold: the codebook after that iteration.
+    """
+    if isinstance(deltas, (str, bytes)) or not isinstance(deltas, Sequence) or len(deltas) == 0:
+        raise fail("deltas", deltas, "a non-empty sequence of numbers (the δ values to compare)")
+    deltas = [check_number("delta", d, low=0, low_open=True) for d in deltas]
+    counts: dict[float, list[int]] = {}
+    for delta in deltas:
+        results = cluster_schedule(weights, delta, **schedule_kwargs)
+        counts[delta] = [torch.unique(r.values[r.fixed]).numel() for r in results]
+    return counts
+
+
+def retrain_free_weights(
+    model: nn.Module, train_loader: Iterable, config: Any, alpha: float, epochs: int = 3,
+    fixed_share: float = 0.6, delta_t: float = 0.18,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The "cosying up" experiment of notebook 03, on a copy of ``model``: fix ``fixed_share`` of its weights
+    as the first fixing iteration does (clustering at ``delta_t``), then train the free ones for ``epochs``
+    epochs on CE + λ·L_reg at ``alpha`` (α = 0: cross-entropy only) with ``config``'s optimiser, learning
+    rate, τ and gradient clipping. Every α sees the same batches. Returns (free weights before, free weights
+    after, centres)."""
+    net = copy.deepcopy(model)
+    fixer = WeightFixer(net)
+    fixer.apply(cluster(fixer.flat_values(), fixed_share, delta_t))
+    before = fixer.free_values().detach().clone()
+    regulariser = ClusterRegulariser(alpha=alpha, tau=config.tau)
+    optimiser = make_optimizer([p for p in net.parameters() if p.requires_grad], config.optimizer, config.lr)
+    for epoch in range(epochs):
+        reseed(train_loader, epoch)  # the same batches for every α
+        train_epoch(net, train_loader, optimiser, grad_clip=config.grad_clip, device="cpu",
+                    loss_fn=lambda out, target: regulariser.fixer_loss(F.cross_entropy(out, target), fixer))
+    return before, fixer.free_values().detach(), fixer.centres

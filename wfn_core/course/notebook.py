@@ -20,7 +20,7 @@ def setup(seed: int = 0, threads: int = 1) -> None:
     """Seed everything, fix torch's thread count, and set the plotting style."""
     seed_everything(seed, threads=threads)
     sns.set_theme(style="whitegrid", context="notebook")
-    plt.rcParams.update({"figure.facecolor": "white", "savefig.facecolor": "white", "figure.dpi": 80})
+    plt.rcParams.update({"figure.facecolor": "white", "savefig.facecolor": "white", "figure.dpi": 100})
 
 
 def savefig(fig: Figure, name: str) -> Path | None:
@@ -30,7 +30,7 @@ def savefig(fig: Figure, name: str) -> Path | None:
         return None
     path = Path(folder) / f"{name}.png"  # a relative folder is taken from the kernel's working directory
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     return path
 
 

@@ -1,6 +1,6 @@
 """α × δ sweeps on the embedded digits default: accuracy, unique values and entropy per setting.
 
-``python -m wfn_core sweep --out data/sweep_alpha_delta.csv`` regenerates the shipped results that
+``python -m wfn_core sweep --out wfn_core/assets/sweep_alpha_delta.csv`` regenerates the shipped results that
 ``notebooks/05_explore_alpha_delta.ipynb`` plots and that :func:`choose_setting` picks the ``digits``
 preset from. Accuracy is measured on the **validation** split (``digits(eval_split="val")``), never on
 the test split, so choosing a setting from the sweep does not tune on the numbers the course reports.
@@ -12,12 +12,16 @@ import csv
 import itertools
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..centres import ZERO_THRESHOLD
+from ..clustering import DEFAULT_FRACTIONS, cluster, delta_schedule
 from ..config import PRESET_MAX_DROP, preset
-from ..data import digits
+from ..data import ASSETS_DIR, digits
 from ..io import atomic_write_csv
 from ..models import load_pretrained_digits
 from ..pipeline import CollapseWarning, run_wfn
@@ -25,7 +29,7 @@ from ..training import progress, seed_everything
 
 __all__ = [
     "run_point", "sweep", "write_sweep", "read_sweep", "summarise_sweep", "choose_setting", "SWEEP_FIELDS",
-    "SWEEP_ALPHAS", "SWEEP_DELTAS", "SWEEP_SEEDS", "SWEEP_SPLIT",
+    "SWEEP_ALPHAS", "SWEEP_DELTAS", "SWEEP_SEEDS", "SWEEP_SPLIT", "SHIPPED_SWEEP", "cliff_delta", "early_fixing",
 ]
 
 SWEEP_ALPHAS = (0.0, 0.4, 1.0)
@@ -33,6 +37,8 @@ SWEEP_DELTAS = (0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04)
 SWEEP_SEEDS = (0, 1, 2)
 #: The split the sweep's accuracies are measured on.
 SWEEP_SPLIT = "val"
+#: The shipped sweep: package data, so an install without the repository finds it too.
+SHIPPED_SWEEP: Path = ASSETS_DIR / "sweep_alpha_delta.csv"
 SWEEP_FIELDS = (
     "alpha", "delta", "seed", "split", "baseline_top1", "top1", "unique", "unique_nonzero", "entropy_bits",
     "entropy_bits_nonzero", "power_of_two_share", "seconds",
@@ -71,19 +77,48 @@ def write_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 def summarise_sweep(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Means over seeds for each (α, δ): ``alpha``, ``delta``, ``n``, ``top1``, ``unique``, ``entropy_bits``,
-    ``baseline_top1``; sorted by α then δ."""
+    ``baseline_top1``, and the spread over seeds as ``<key>_min`` / ``<key>_max`` for ``top1``, ``unique``
+    and ``entropy_bits`` (error bars that show the worst seed); sorted by α then δ."""
     groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["alpha"], r["delta"]), []).append(r)
-    keys = ("top1", "unique", "entropy_bits", "baseline_top1")
+    keys, spread = ("top1", "unique", "entropy_bits", "baseline_top1"), ("top1", "unique", "entropy_bits")
     return [
-        {"alpha": a, "delta": d, "n": len(g), **{k: sum(r[k] for r in g) / len(g) for k in keys}}
+        {"alpha": a, "delta": d, "n": len(g), **{k: sum(r[k] for r in g) / len(g) for k in keys},
+         **{f"{k}_{f.__name__}": f(r[k] for r in g) for k in spread for f in (min, max)}}
         for (a, d), g in sorted(groups.items())
     ]
 
 
-def read_sweep(path: str | Path) -> list[dict[str, Any]]:
-    """Read a sweep CSV back (numbers as numbers)."""
+def cliff_delta(rows: Iterable[dict[str, Any]], alpha: float, max_drop: float = 1.0) -> float | None:
+    """The smallest swept δ at ``alpha`` where some seed loses more than ``max_drop`` accuracy points
+    against its fp32 baseline (the foot of the accuracy cliff); ``None`` if no seed does."""
+    lost = [r["delta"] for r in rows if r["alpha"] == alpha and 100 * (r["baseline_top1"] - r["top1"]) > max_drop]
+    return min(lost, default=None)
+
+
+def early_fixing(weights: torch.Tensor, delta: float, iterations: int = 2,
+                 fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[dict[str, float | int]]:
+    """What the first ``iterations`` fixing steps of δ's schedule do to trained ``weights``, without
+    retraining: per step ``t``, ``delta_t``, the share of weights fixed, the centres in use, and the mean
+    and largest relative move ``|w' − w| / |w|`` of the fixed weights with ``|w| ≥ γ0`` (the weights
+    clustering may move; smaller ones go to zero at cost 0)."""
+    flat = weights.detach().flatten()
+    w = flat.to(torch.float64)  # the moves in float64; the clustering on the weights as the run sees them
+    movable = w.abs() >= ZERO_THRESHOLD
+    out, values, fixed = [], flat, None
+    for t, (fraction, delta_t) in enumerate(zip(fractions[:iterations], delta_schedule(delta, len(fractions)))):
+        result = cluster(values, fraction, delta_t, fixed=fixed)  # δ_t of the whole T-step schedule
+        values, fixed = result.values, result.fixed.flatten()
+        move = ((result.values.flatten().to(torch.float64) - w).abs() / w.abs())[fixed & movable]
+        out.append({"t": t, "delta_t": delta_t,
+                    "fixed_share": float(fixed.double().mean()), "centres": int(result.centres.numel()),
+                    "mean_move": float(move.mean()), "max_move": float(move.max())})
+    return out
+
+
+def read_sweep(path: str | Path = SHIPPED_SWEEP) -> list[dict[str, Any]]:
+    """Read a sweep CSV back (numbers as numbers); by default the shipped one."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     ints, texts = {"seed", "unique", "unique_nonzero"}, {"split"}

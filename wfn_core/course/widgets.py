@@ -16,6 +16,7 @@ from typing import Any
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import torch
 from torch import nn
 
@@ -121,26 +122,42 @@ class DeltaExplorer:
         return self.widget
 
 
+#: The trade-off plots' accuracy axis never starts above this (%), and never below :data:`TRADEOFF_FLOOR`:
+#: a point below that is drawn on the floor as ▼ with its real value written next to it.
+TRADEOFF_TOP_FLOOR, TRADEOFF_FLOOR = 95.0, 80.0
+
+
 def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | None = None):
-    """Accuracy against unique values (log) and against entropy, one curve per α (means over seeds)."""
-    fig, axes = new_figure(2, width=5.2, height=3.8)
+    """Accuracy against unique values (log) and against entropy, one curve per α: the mean over seeds,
+    error bars from the worst to the best seed on both axes, each point labelled with its δ. The accuracy
+    axis reaches down to the worst seed (a collapse below :data:`TRADEOFF_FLOOR` is written out)."""
+    fig, axes = new_figure(2, width=6.4, height=4.8)
     means = summarise_sweep(rows)
-    floor = 95.0  # accuracy axis starts here so the differences near fp32 stay visible
+    lowest = min(100 * m["top1_min"] for m in means)
+    floor = max(TRADEOFF_FLOOR, min(TRADEOFF_TOP_FLOOR, math.floor(lowest - 0.5)))
     alphas = sorted({m["alpha"] for m in means})
-    palette = plt.get_cmap("viridis")(torch.linspace(0, 0.9, max(1, len(alphas))).numpy())
-    for colour, alpha in zip(palette, alphas):
+    palette = plt.get_cmap("viridis")(torch.linspace(0, 0.75, max(1, len(alphas))).numpy())  # dark enough for text
+    for i, (colour, alpha) in enumerate(zip(palette, alphas)):
         pts = [m for m in means if m["alpha"] == alpha]
-        acc = [max(100 * m["top1"], floor) for m in pts]  # collapsed runs drawn on the bottom edge
+        acc = [max(100 * m["top1"], floor) for m in pts]
+        err_y = [[a - max(100 * m["top1_min"], floor) for a, m in zip(acc, pts)],
+                 [100 * m["top1_max"] - a for a, m in zip(acc, pts)]]
         for ax, key in zip(axes, ("unique", "entropy_bits")):
             x = [m[key] for m in pts]
-            ax.plot(x, acc, "-", color=colour, label=f"α = {alpha:g}")
-            ax.scatter(x, acc, color=colour, marker="o", zorder=3)
-            low = [(xi, a) for xi, a, m in zip(x, acc, pts) if 100 * m["top1"] < floor]
-            if low:
-                ax.scatter(*zip(*low), color=colour, marker="v", s=80, zorder=4)
+            err_x = [[xi - m[f"{key}_min"] for xi, m in zip(x, pts)], [m[f"{key}_max"] - xi for xi, m in zip(x, pts)]]
+            ax.errorbar(x, acc, xerr=err_x, yerr=err_y, fmt="o-", color=colour, ms=5, lw=1.5, elinewidth=0.8,
+                        capsize=2, alpha=0.9, label=f"α = {alpha:g}")
+            for xi, a, m in zip(x, acc, pts):  # δ labels, staggered by α so the curves' labels do not collide
+                low = 100 * m["top1"] < floor
+                text = f"{m['delta']:g}" + (f": {100 * m['top1']:.0f}%" if low else "")
+                ax.annotate(text, (xi, a), xytext=(4, (-12, 5, 14)[i % 3]), textcoords="offset points",
+                            fontsize=8, color=colour)
+                if low:
+                    ax.scatter([xi], [floor], color=colour, marker="v", s=80, zorder=4)
     base = 100 * sum(r["baseline_top1"] for r in rows) / len(rows)
     split = "validation" if all(r.get("split", "val") == "val" for r in rows) else "test"
-    for ax, (label, log) in zip(axes, (("unique values (log scale)", True), ("entropy (bits per weight)", False))):
+    for ax, (label, log) in zip(axes, (("unique values, zero included (log scale)", True),
+                                       ("entropy of all weights, zero included (bits per weight)", False))):
         ax.axhline(base, color=FP32_COLOUR, ls="--", label="fp32 baseline")
         if highlight is not None:
             key = "unique" if log else "entropy_bits"
@@ -148,11 +165,14 @@ def plot_tradeoffs(rows: Sequence[dict[str, Any]], highlight: dict[str, Any] | N
                     label="new point")
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(mticker.ScalarFormatter())  # plain counts, not 2×10^1
+            ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+            ax.set_xticks([15, 20, 30, 40, 60, 100])
         ax.set_xlabel(label)
-        ax.set_ylabel(f"{split} top-1 (%); ▼ = below 95%")
+        ax.set_ylabel(f"{split} top-1 (%): mean, bars = seed range")
         ax.set_ylim(floor - 0.3, 100.3)
-        ax.legend(fontsize=8)
-    axes[0].set_title("Fewer unique values cost accuracy only past a point", fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_title("Labels: δ. Fewer values cost accuracy only past a point", fontsize=10)
     axes[1].set_title("Lower entropy, same story: larger δ moves left", fontsize=10)
     fig.tight_layout()
     return fig
