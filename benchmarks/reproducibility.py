@@ -44,14 +44,17 @@ def worker(seed: int, threads: int) -> dict:
     import torch
 
     from wfn_core import evaluate, load_pretrained_digits, preset, run_wfn, search_preset, summary
+    from wfn_core.clustering import cluster_schedule
     from wfn_core.compare.baselines import compare, default_methods, paper_claim
     from wfn_core.compare.export import load_compressed, save_compressed
     from wfn_core.compare.shiftadd import convert_to_shift_add, count_operations
     from wfn_core.course import checks as CC
-    from wfn_core.course.plots import top_values
+    from wfn_core.course.explain import centres_per_iteration, retrain_free_weights
+    from wfn_core.course.plots import nearest_centre_distance, top_value_share_per_layer, top_values
     from wfn_core.course.widgets import explore_delta
     from wfn_core.data import digits
-    from wfn_core.metrics import order_histogram
+    from wfn_core.fixable import fixable_parameters, flat_values
+    from wfn_core.metrics import order_histogram, unique_count
     from wfn_core.models import DigitsCNN
     from wfn_core.training import seed_everything
 
@@ -62,9 +65,22 @@ def worker(seed: int, threads: int) -> dict:
     config = preset("digits", seed=seed)
     result = run_wfn(load_pretrained_digits(), train, test, config, device="cpu")
     permanent = run_wfn(load_pretrained_digits(), train, test, config.replace(recluster_fixed=False), device="cpu")
+    # notebook 03: the ablation runs and the cosying-up experiment
+    no_retraining = run_wfn(load_pretrained_digits(), train, test, config.replace(epochs_per_iteration=0), device="cpu")
+    alpha0 = run_wfn(load_pretrained_digits(), train, test, config.replace(alpha=0.0), device="cpu")
+    before, regularised, centres = retrain_free_weights(load_pretrained_digits(), train, config, alpha=1.0)
+    _, plain_ce, _ = retrain_free_weights(load_pretrained_digits(), train, config, alpha=0.0)
+    medians = [nearest_centre_distance(w, centres).median().item() for w in (before, regularised, plain_ce)]
+    n_weights = flat_values(fixable_parameters(fp32)).numel()
+    # notebook 02: clustering only (deterministic float work, but cheap to confirm everywhere)
+    fp32_weights = flat_values(fixable_parameters(fp32)).detach()
+    counts = centres_per_iteration(fp32_weights, [0.005, 0.01, 0.02, 0.04])
+    unique = {d: [unique_count(r.values) for r in cluster_schedule(fp32_weights, d)] for d in (0.005, 0.04)}
     wfn = result.flat_values()
     single = order_histogram(wfn).get(1, 0) / wfn.numel()
     top5 = sum(s for _, _, s in top_values(wfn, 5))
+    plain = dict(fixable_parameters(result.model))
+    layers = top_value_share_per_layer(list(plain), [p.detach().reshape(-1) for p in plain.values()], k=5)
     points = {d: explore_delta(fp32, test, d, plot=False) for d in (0.005, 0.01, 0.025)}
     found = search_preset("digits", overrides={"seed": seed}, max_drop=0.5, cache=False)
     # Notebook 06 compares every method; its claims read only the per-layer 4-bit rows and the preset's
@@ -86,7 +102,11 @@ def worker(seed: int, threads: int) -> dict:
         "00 fp32": CC.fp32_claims(summary(fp32)),
         "00/03 run": CC.wfn_run_claims(baseline, result.final),
         "03 permanent": CC.permanent_fixing_claims(permanent.history, baseline),
-        "04 histogram": CC.histogram_claims(result.history, single, top5),
+        "02 centres schedule": CC.centres_schedule_claims(counts, unique),
+        "03 cosying up": CC.cosying_up_claims(*medians),
+        "03 centre history": CC.centre_history_claims(result.history, n_weights),
+        "03 ablation": CC.ablation_claims(baseline, no_retraining.final, alpha0.final, result.final),
+        "04 histogram": CC.histogram_claims(single, top5, layers),
         "05 no retraining": CC.no_retraining_claims(points, baseline["top1"]),
         "05 δ search": CC.delta_search_claims(found),
         "06 comparison": CC.comparison_claims(claim_row),
