@@ -1,5 +1,7 @@
 """Widget logic, driven as a user would: set slider values, press the button."""
 
+import time
+
 import pytest
 import torch
 
@@ -112,3 +114,146 @@ def test_plot_tradeoffs_shows_seed_ranges_delta_labels_and_never_hides_a_collaps
     for ax in fig.axes:
         assert ax.get_ylim()[0] < TRADEOFF_FLOOR + 1  # a collapse does not squash the curves to 0-100 %
         assert f"0.04: {100 * mean['top1']:.0f}%" in {t.get_text() for t in ax.texts}  # its real value, written
+
+
+# --- issue 14: the widgets as a student meets them (each test fails on the widgets before the fix) ---
+
+def _fast_explorer() -> AlphaDeltaExplorer:
+    """Two WFN iterations, one epoch each: a real run in a few seconds."""
+    return AlphaDeltaExplorer(SHIPPED_SWEEP, fractions=(0.5, 1.0), epochs_per_iteration=1)
+
+
+def test_run_shows_progress_each_iteration_and_clears_the_old_message(monkeypatch):
+    from wfn_core.training import progress_enabled
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("WFN_NO_PROGRESS", raising=False)  # bars on, as in a student's notebook
+    ex = _fast_explorer()
+    ex.info.value = "<span style='color:#c44'>Cannot run: an old error</span>"
+    seen = []  # (bar value, message, training bars on?, button disabled?) at every tick of the bar
+    ex.bar.observe(lambda ch: seen.append((ch["new"], ex.info.value, progress_enabled(), ex.button.disabled)),
+                   names="value")
+    ex.alpha.value, ex.delta.value = 0.2, 0.02
+    began = time.perf_counter()
+    assert ex.run() is not None
+    print(f"one run with 2 iterations: {time.perf_counter() - began:.2f} s")
+    assert ex.bar.max == 2 and [s[0] for s in seen] == [1, 2]  # one tick per WFN iteration, not one at the end
+    assert "iteration 1/2 done" in seen[0][1] and "iteration 2/2 done" in seen[1][1]
+    assert not any("old error" in s[1] for s in seen)
+    assert not any(s[2] for s in seen)  # training's own tqdm bars off while the widget trains
+    assert all(s[3] for s in seen) and not ex.button.disabled  # disabled while running only
+
+
+def test_a_second_click_on_the_same_point_does_not_train_again(monkeypatch):
+    from wfn_core.course import widgets
+
+    calls = []
+    real = widgets.run_point_with_progress
+    monkeypatch.setattr(widgets, "run_point_with_progress", lambda *a, **k: calls.append(a) or real(*a, **k))
+    ex = AlphaDeltaExplorer(SHIPPED_SWEEP, fractions=(0.5, 1.0), epochs_per_iteration=0)
+    n = len(ex.rows)
+    ex.alpha.value, ex.delta.value = 0.3, 0.02
+    ex.button.click()
+    ex.button.click()  # a double click's second message, handled once the first run is over
+    assert len(calls) == 1 and len(ex.rows) == n + 1
+    assert "already on the curves (not run again)" in ex.info.value
+    ex.delta.value = 0.03  # a new point runs
+    ex.button.click()
+    assert len(calls) == 2 and len(ex.rows) == n + 2
+
+
+def test_alpha_colours_stay_when_an_alpha_is_added():
+    from wfn_core.course.sweep import read_sweep
+    from wfn_core.course.widgets import plot_tradeoffs
+
+    def colours(fig) -> dict[str, tuple]:
+        return {c.get_label(): tuple(c.lines[0].get_color()) for c in fig.axes[0].containers}
+
+    rows = read_sweep(SHIPPED_SWEEP)
+    before = colours(plot_tradeoffs(rows))
+    after = colours(plot_tradeoffs(rows + [dict(r, alpha=0.7) for r in rows if r["alpha"] == 0.4]))
+    assert set(after) == set(before) | {"α = 0.7"}
+    assert all(after[k] == before[k] for k in before)  # α = 0, 0.4 and 1 keep their colours
+    assert len(set(after.values())) == len(after)
+
+
+def test_slider_readout_and_metrics_show_the_same_delta(model_and_loader):
+    from wfn_core.course.widgets import DELTA_READOUT_FORMAT, format_delta
+
+    # d3's ".4g" is JavaScript's toPrecision(4): these strings are what the browser's readout shows
+    assert DELTA_READOUT_FORMAT == ".4g"
+    for delta, shown in ((10**-2.4, "0.003981"), (0.01, "0.01000"), (10**-1.05, "0.08913"), (0.001, "0.001000")):
+        assert format_delta(delta) == shown
+    model, loader = model_and_loader
+    ex = DeltaExplorer(model, loader)
+    assert ex.slider.readout_format == DELTA_READOUT_FORMAT
+    ex.slider.value = 10**-2.4  # a step of the log slider
+    assert "δ = 0.003981</b>" in ex.info.value and ex.last["delta"] == 0.003981  # the shown value is the one used
+    assert ex.update(10**ex.slider.max) is not None and "δ = 0.08913</b>" in ex.info.value  # the top, rounded, runs
+    run = _fast_explorer()
+    assert run.delta.readout_format == DELTA_READOUT_FORMAT
+
+
+def test_progress_in_a_notebook_leaves_text_not_a_widget_view(monkeypatch):
+    import ipywidgets
+
+    from wfn_core import training
+
+    shown: list[tuple[str, str]] = []  # (kind, text): every display and update a fake kernel receives
+
+    class Handle:
+        def update(self, data, raw):
+            shown.append(("update", data["text/plain"]))
+
+    def display(data, display_id):
+        assert set(data) == {"text/plain"} and display_id is True
+        shown.append(("display", data["text/plain"]))
+        return Handle()
+
+    monkeypatch.setattr(training, "_in_notebook", lambda: True)
+    monkeypatch.setattr(training, "_display", display)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("WFN_NO_PROGRESS", "0")
+    made = []  # widgets constructed while the bars run (tqdm's notebook bars are widgets)
+    monkeypatch.setattr(ipywidgets.Widget, "open", lambda self: made.append(self))
+    for _ in training.progress(range(3), desc="outer", leave=True):
+        for _ in training.progress(range(2), desc="inner"):
+            pass
+    assert made == []
+    assert [k for k, _ in shown].count("display") == 4  # one line per bar
+    assert shown[-1] == ("update", shown[-1][1]) and shown[-1][1].startswith("outer: 100%")  # left: its last line
+    assert ("update", "") in shown  # a closed bar with leave=False: an empty line, not a dead widget
+    shown.clear()
+    monkeypatch.setenv("WFN_NO_PROGRESS", "1")
+    list(training.progress(range(3)))
+    assert shown == []
+
+
+def test_figure_keeps_its_height_during_an_update(model_and_loader):
+    import struct
+
+    model, loader = model_and_loader
+    ex = DeltaExplorer(model, loader)
+    states = []  # (bytes, layout height) at every change of the figure
+    ex.figure.observe(lambda ch: states.append((len(ch["new"]), ex.figure.layout.height)), names="value")
+    ex.show()
+    ex.slider.value = 0.03
+    assert len(states) == 2 and all(n > 0 and h == "340px" for n, h in states)  # never emptied, never resized
+    width, height = struct.unpack(">II", ex.figure.value[16:24])  # the PNG's header
+    assert (width, height) == (900, 340)
+
+
+def test_controls_keep_readable_labels_and_stable_css_classes(model_and_loader):
+    model, loader = model_and_loader
+    delta_ex, ad = DeltaExplorer(model, loader), _fast_explorer()
+    for slider in (delta_ex.slider, ad.alpha, ad.delta):
+        assert slider.style.description_width == "initial" and slider.layout.min_width == "260px"
+    assert ad.button.layout.width == "auto" and ad.button.layout.min_width == "160px"
+    assert ad.widget.children[0].layout.flex_flow == "row wrap"  # a narrow window wraps the row, never squeezes it
+    classes = {w: w._dom_classes for w in (delta_ex.slider, delta_ex.info, delta_ex.figure, ad.alpha, ad.delta,
+                                           ad.button, ad.choose_button, ad.bar, ad.info, ad.figure)}
+    assert [c[0] for c in classes.values()] == [
+        "wfn-delta-slider", "wfn-metrics", "wfn-figure", "wfn-alpha-slider", "wfn-delta-slider", "wfn-run-button",
+        "wfn-choose-button", "wfn-run-progress", "wfn-message", "wfn-figure"]
+    for box in (delta_ex.widget, ad.widget):  # what a saved notebook shows before the cell runs
+        assert "run this cell" in box._repr_mimebundle_()["text/plain"]

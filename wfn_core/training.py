@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as std_tqdm
 
 from ._validation import InvalidParameterError, check_choice, check_int, check_number
 from .io import atomic_torch_save
@@ -62,10 +63,63 @@ def progress_enabled() -> bool:
     return True
 
 
-def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
-    """``tqdm.auto`` progress bar that stays quiet under CI or ``WFN_NO_PROGRESS``."""
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (the test tqdm.autonotebook uses)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _display(data: dict[str, str], **kwargs: Any) -> Any:
+    """IPython's ``display``, raw; a seam for tests (a fake notebook)."""
+    from IPython.display import display
+
+    return display(data, raw=True, **kwargs)
+
+
+class _DisplayLine:
+    """A file for a text tqdm bar in a notebook: its current line goes to one display handle as plain text.
+
+    tqdm's notebook bars are widgets; a bar closed while running leaves a view of a model that no longer
+    exists, which a saved notebook reopens as "Error displaying widget: model not found". Plain text
+    through a display handle updates in place and saves as text.
+    """
+
+    encoding = "utf-8"  # tqdm draws unicode blocks only for a file that says it can
+
+    def __init__(self) -> None:
+        self._line, self._handle = "", None
+
+    def write(self, text: str) -> int:
+        text = text.replace("\x1b[A", "")  # cursor moves between nested bars: each bar has its own line here
+        self._line = text.rsplit("\r", 1)[-1] if "\r" in text else self._line + text
+        return len(text)
+
+    def flush(self) -> None:
+        data = {"text/plain": self._line.strip()}
+        if self._handle is None:
+            self._handle = _display(data, display_id=True)
+        else:
+            self._handle.update(data, raw=True)
+
+
+def progress(iterable: Iterable | None = None, **kwargs) -> std_tqdm:
+    """``tqdm.auto`` progress bar that stays quiet under CI or ``WFN_NO_PROGRESS``.
+
+    In a notebook the bar is text updated in place through a display handle, not a widget: a closed bar
+    then leaves its last line (``leave=True``) or an empty line (the default ``leave=False``) in the saved
+    notebook, never a view of a widget that no longer exists.
+    """
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("leave", False)
+    if not kwargs["disable"] and "file" not in kwargs and _in_notebook():
+        # position 0: each bar owns its display line, so nested bars need no cursor moves
+        kwargs.update(file=_DisplayLine(), position=0, dynamic_ncols=False)
+        kwargs.setdefault("ncols", 100)
+        return std_tqdm(iterable, **kwargs)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)
 

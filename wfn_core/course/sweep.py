@@ -45,16 +45,17 @@ SWEEP_FIELDS = (
 )
 
 
-def run_point(alpha: float, delta: float, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+def run_point(alpha: float, delta: float, seed: int = 0, callbacks: Any = (), **overrides: Any) -> dict[str, Any]:
     """One WFN run of the digits preset at (α, δ, seed), evaluated on the validation split; returns a
-    row of :data:`SWEEP_FIELDS`."""
+    row of :data:`SWEEP_FIELDS`. ``callbacks`` go to :func:`~wfn_core.pipeline.run_wfn` (called after each
+    WFN iteration: the widgets' progress)."""
     config = preset("digits", alpha=alpha, delta=delta, seed=seed, **overrides)
     seed_everything(seed, threads=1)
     train, val = digits(batch_size=config.batch_size, seed=seed, eval_split=SWEEP_SPLIT)
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)  # a sweep maps where the network collapses, on purpose
-        result = run_wfn(load_pretrained_digits(), train, val, config, device="cpu")
+        result = run_wfn(load_pretrained_digits(), train, val, config, device="cpu", callbacks=callbacks)
     final = result.final
     return {
         "alpha": alpha, "delta": delta, "seed": seed, "split": SWEEP_SPLIT, "baseline_top1": result.baseline["top1"],
