@@ -113,4 +113,21 @@ def test_readme_opens_with_the_two_commands_and_ci_calls_the_test_one():
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [line.strip() for line in ci.splitlines()
                 if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
-    assert commands == ["make test"], commands
+    assert commands[-1] == "make test", f"CI must end with the README's test command: {commands}"
+    # the one other step installs Debian's chromium when it is missing, so the browser tests run, not skip
+    assert commands[:-1] in ([], ["[ -x /usr/bin/chromium ] || { apt-get update && apt-get install -y chromium; }"]), \
+        commands
+
+
+def test_make_test_runs_the_browser_suite_and_browser_test_only_it():
+    """`make test` runs pytest on tests/ (which holds tests/browser/); `make browser-test` runs that suite alone."""
+    makefile = (ROOT / "Makefile").read_text()
+    test = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
+    assert test and re.search(r"pytest .* tests( |$)", test.group(1), flags=re.M), test
+    browser = re.search(r"^browser-test:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
+    assert browser and browser.group(1).split() == ["$(PY)", "-m", "pytest", "-q", "tests/browser"], browser
+    assert (ROOT / "tests" / "browser" / "conftest.py").is_file()
+    readme = (ROOT / "README.md").read_text()
+    assert "make browser-test" in readme, "the README must say how to run only the browser tests"
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    assert any(m.startswith("browser:") for m in markers), markers
