@@ -50,6 +50,24 @@ USER_SETTINGS = {
 }
 
 
+#: The suite's measurements (round trips, run times), repeated at the end of the pytest output so that a
+#: plain `make test` or `make browser-test` shows them without -s.
+MEASURED: list[str] = []
+
+
+def report(line: str) -> None:
+    """Print a measurement and keep it for the end-of-run summary."""
+    print("\n" + line)
+    MEASURED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MEASURED:
+        terminalreporter.section("browser tests: measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
+
+
 def skip_without_browser() -> None:
     """Skip the calling test module when chromium or Playwright is missing; every module skips from this one
     line, so the summary folds the whole suite into one "SKIPPED … how to install" line."""

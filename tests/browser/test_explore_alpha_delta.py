@@ -24,6 +24,7 @@ from .conftest import (
     open_page,
     record,
     recorded,
+    report,
     skip_without_browser,
 )
 
@@ -62,7 +63,7 @@ def explorer(playwright_browser: Any, lab: Lab, widgets_installed: None) -> Iter
     nb = open_page(playwright_browser, lab, NB)
     try:
         seconds = nb.run_all()
-        print(f"\nran all cells of {NB} in {seconds:.1f} s")
+        report(f"ran all cells of {NB} in {seconds:.1f} s")
         nb.shot("ran-all")
         yield nb
     finally:
@@ -112,7 +113,7 @@ def test_every_widget_renders_as_a_control(explorer: Notebook) -> None:
     assert alpha.locator(".jp-OutputArea .progress-bar").count() == 1, "the α × δ explorer has no progress bar"
     bad = [t[:200] for t in explorer.output_texts() if WIDGET_FAILURE.search(t)]
     assert not bad, f"outputs that show a widget failure after the kernel went idle: {bad}"
-    print(f"\nbrowser console errors: {explorer.console}")
+    report(f"browser console errors: {explorer.console}")
     assert not explorer.widget_console_errors(), f"widget manager errors: {explorer.widget_console_errors()}"
 
 
@@ -121,7 +122,7 @@ def test_delta_slider_by_keyboard_updates_metrics_and_figure(explorer: Notebook)
     for step in ("ArrowRight", "ArrowRight"):
         moved = _move_delta(explorer, step)
         explorer.shot(f"delta-{step}")
-        print(f"\nδ slider {step} to δ = {_metrics_delta(moved['after']):g}: key press to new metrics "
+        report(f"δ slider {step} to δ = {_metrics_delta(moved['after']):g}: key press to new metrics "
               f"{moved['to_metrics']:.2f} s, to new figure {moved['to_figure']:.2f} s (goal 0.5 s, reported only)")
         assert "Cannot" not in moved["after"], moved["after"]
         assert _metrics_delta(moved["after"]) > _metrics_delta(moved["before"]), moved
@@ -135,7 +136,7 @@ def test_delta_plot_stays_on_screen_while_it_updates(explorer: Notebook) -> None
     log = [e["s"] for e in recorded(explorer.page, "delta")]
     assert all(s["n_img"] >= 1 for s in log), f"the δ figure disappeared during the update: {log}"
     heights = [s["height"] for s in log]
-    print(f"\nδ explorer height during the update: {min(heights)}–{max(heights)} px")
+    report(f"δ explorer height during the update: {min(heights)}–{max(heights)} px")
     assert max(heights) - min(heights) < 50, f"the δ explorer's height jumped: {heights}"
 
 
@@ -155,7 +156,7 @@ def test_delta_slider_top_value_works(explorer: Notebook) -> None:
     assert handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax"), "End did not reach the top"
     assert "Cannot" not in moved["after"], f"the top δ fails: {moved['after']}"
     assert _metrics_delta(moved["after"]) > _metrics_delta(moved["before"])
-    print(f"\nδ slider top (δ = {_metrics_delta(moved['after']):g}): new metrics after {moved['to_metrics']:.2f} s")
+    report(f"δ slider top (δ = {_metrics_delta(moved['after']):g}): new metrics after {moved['to_metrics']:.2f} s")
 
 
 def test_explorer_keeps_readable_labels_at_1024_px(explorer: Notebook) -> None:
@@ -170,7 +171,7 @@ def test_explorer_keeps_readable_labels_at_1024_px(explorer: Notebook) -> None:
         explorer.shot("layout-1024")
         tracks = alpha.locator(".widget-slider .slider-container")
         widths = [box["width"] for box in (tracks.nth(i).bounding_box() for i in range(tracks.count()))]
-        print(f"\nat 1024 px: slider tracks {widths} px")
+        report(f"at 1024 px: slider tracks {widths} px")
         assert len(widths) == 2 and min(widths) >= 100, f"the α × δ sliders are bare handles: {widths} px"
         clipped = alpha.locator(".widget-slider .widget-label, .widget-slider .widget-readout, button.widget-button")
         cut = clipped.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
@@ -211,7 +212,7 @@ def test_run_adds_a_point_and_shows_progress_while_it_trains(explorer: Notebook)
     rows = _rows(explorer)
     log, seconds = _click_run(explorer, double=False)
     explorer.shot("run-once")
-    print(f"\nRun: click to new point {seconds:.1f} s; progress seen {[e['s']['bar'] for e in log]}")
+    report(f"Run: click to new point {seconds:.1f} s; progress seen {[e['s']['bar'] for e in log]}")
     assert _rows(explorer) == [n + 1 for n in rows], f"one click should add one point to {rows}"
     final = next(i for i, e in enumerate(log) if "top-1" in e["s"]["info"] and e["s"]["disabled"] is False)
     during = [e["s"]["bar"] for e in log[:final]]
@@ -228,7 +229,7 @@ def test_run_ignores_a_second_click_and_clears_the_old_message(explorer: Noteboo
     log, seconds = _click_run(explorer, double=True)
     time.sleep(1.0)  # a second run, if one was queued, would have started by now
     explorer.shot("run-double-click")
-    print(f"\nRun (double click): click to new point {seconds:.1f} s")
+    report(f"Run (double click): click to new point {seconds:.1f} s")
     assert _rows(explorer) == [n + 1 for n in rows], f"a double click should add one point to {rows}"
     old, new = log[0]["s"]["info"], log[-1]["s"]["info"]
     assert any(e["s"]["info"] not in (old, new) for e in log), f"the old message stayed until the result: {old!r}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import WIDGET_FAILURE, Lab, Notebook, close, open_page, record, recorded, skip_without_browser
+from .conftest import WIDGET_FAILURE, Lab, Notebook, close, open_page, record, recorded, report, skip_without_browser
 
 skip_without_browser()
 
@@ -34,7 +34,7 @@ def quickstart(playwright_browser: Any, lab: Lab, widgets_installed: None) -> It
     try:
         record(nb.panel, "progress", PROGRESS_SAMPLE)
         seconds = nb.run_all()
-        print(f"\nran all cells of {NB} in {seconds:.1f} s")
+        report(f"ran all cells of {NB} in {seconds:.1f} s")
         nb.cell("run_wfn(").scroll_into_view_if_needed()
         nb.shot("ran-all")
         before = lab.api("GET", f"/api/contents/{NB}?content=0")["last_modified"]
@@ -58,7 +58,7 @@ def test_quickstart_runs_without_errors_and_shows_progress_bars(quickstart: Note
     assert not bad, f"outputs that show a widget failure: {bad}"
     seen = [e["s"] for e in recorded(quickstart.page, "progress")]
     widths = sorted({w for s in seen for w in s})
-    print(f"\nprogress bars during the run: up to {max(map(len, seen))} at once, widths {widths[:5]}…{widths[-3:]}")
+    report(f"progress bars during the run: up to {max(map(len, seen))} at once, widths {widths[:5]}…{widths[-3:]}")
     assert any(seen), "no progress bar rendered while the quickstart ran"
     assert any(0 < w < 100 for w in widths), f"the progress bars never moved between empty and full: {widths}"
     assert not quickstart.widget_console_errors(), f"widget manager errors: {quickstart.widget_console_errors()}"
