@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from .._validation import fail
 from ..centres import ZERO_THRESHOLD, candidate_centres
 from ..clustering import relative_distance
 from ..metrics import order_histogram
@@ -206,7 +207,7 @@ def nearest_centre_distance(weights: torch.Tensor, centres: torch.Tensor) -> tor
     """Each weight's relative distance to its nearest centre (float64): the minimum over ``centres`` of
     :func:`~wfn_core.clustering.relative_distance` (the clustering's cost, zero-centre rule included)."""
     if centres.numel() == 0:
-        raise ValueError("centres (an empty tensor) is not allowed: a nearest centre needs at least one")
+        raise fail("centres", "an empty tensor", "at least one centre (a nearest centre needs one)")
     return torch.stack([relative_distance(weights, float(c)) for c in centres.reshape(-1)]).min(0).values
 
 
