@@ -124,6 +124,15 @@ def test_the_setup_cell_does_nothing_where_wfn_is_installed():
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
 
 
+def test_the_setup_cell_asks_for_a_source_instead_of_guessing_a_package(tmp_path):
+    """Without wfn and without WFN_PIP_SOURCE it stops with what to set, and installs nothing."""
+    python = _fresh_venv(tmp_path / "venv")
+    done = subprocess.run([str(python), "-c", _setup_cell()], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode != 0
+    assert "RuntimeError: wfn is not installed here: set WFN_PIP_SOURCE" in done.stderr, done.stderr[-2000:]
+
+
 def test_wheel_ships_the_checkpoint_and_the_sweep(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "wfn_core/assets/digits_cnn.pt" in names and "wfn_core/assets/sweep_alpha_delta.csv" in names, names
