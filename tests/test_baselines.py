@@ -252,6 +252,59 @@ def test_kmeans_share_counts_per_layer_and_per_network(k):
     assert torch.allclose(got.double(), c[labels], atol=1e-6)
 
 
+# ------------------------------------------------------------------------------------------- Conv1d models
+def tiny_1d(seed: int = 0) -> nn.Sequential:
+    """Conv1d (weights out x in x k) + BatchNorm1d + Linear, with heavy-tailed values as :func:`tiny`."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv1d(2, 5, 3, padding=1), nn.BatchNorm1d(5), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 6, 3)
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) ** 3 * 0.1 + (1.0 if p is model[1].weight else 0.0))
+    return model
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+@pytest.mark.parametrize("mse_clip", [False, True])
+def test_conv1d_uniform_per_channel_rows_are_output_channels(bits, mse_clip):
+    model = tiny_1d()
+    q = B.uniform_quantize(model, bits, "channel", mse_clip=mse_clip)
+    w, orig = q[0].weight.detach(), model[0].weight.detach()
+    scales = B.uniform_scales(orig, bits, "channel", mse_clip=mse_clip)
+    assert w.shape == orig.shape == (5, 2, 3) and scales.shape == (5,)
+    qmax = 2 ** (bits - 1) - 1
+    for o in range(5):  # channel o: its own scale, its own (in x k) values, nothing of another channel
+        if not mse_clip:
+            assert scales[o] == orig[o].abs().max() / qmax
+        expected = scales[o] * torch.clamp(torch.round(orig[o] / scales[o]), -qmax, qmax) + 0.0
+        assert torch.equal(w[o], expected), o
+        assert w[o].unique().numel() <= 2**bits - 1
+    assert len({float(s) for s in scales}) == 5
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+def test_conv1d_model_quantisers_keep_the_unique_count_within_bounds(bits):
+    model, k = tiny_1d(), 2**bits - 1
+    quantised = {
+        "uniform tensor": B.uniform_quantize(model, bits, include_bn=True),
+        "uniform channel": B.uniform_quantize(model, bits, "channel", mse_clip=True, include_bn=True),
+        "apot": B.apot_quantize(model, bits, include_bn=True),
+        "kmeans layer": B.kmeans_share(model, k, "layer", include_bn=True),
+    }
+    for method, q in quantised.items():
+        got = values(q, include_bn=True)
+        assert [n for n, _ in got] == ["0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias"]
+        for name, w in got:  # at most 2^b − 1 values per tensor, or per output channel (a row of dim 0)
+            for row in B._rows(w, per_channel=method == "uniform channel"):
+                assert row.unique().numel() <= k, (method, name)
+    network = B.kmeans_share(model, k, "network", include_bn=True)
+    assert summary(network, include_bn=True)["unique"] <= k
+    assert q[0].weight.shape == network[0].weight.shape == (5, 2, 3)
+    x = torch.randn(4, 2, 6)
+    assert all(torch.isfinite(m.eval()(x)).all() for m in (*quantised.values(), network))
+
+
 # ------------------------------------------------------------------------------------------- fine-tuning
 @pytest.mark.parametrize("granularity", ["tensor", "channel"])
 def test_uniform_finetune_keeps_the_grid_of_the_initial_scales(granularity):

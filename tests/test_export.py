@@ -181,6 +181,44 @@ def test_weight_fixed_model_does_not_warn(tmp_path, include_bn):
     assert report["bytes"] < report["fp32_state_dict_bytes"]
 
 
+def _conv1d_model() -> torch.nn.Sequential:
+    """A small 1-D CNN (MNIST-1D style): 3-D conv weights (out, in, k) and BatchNorm1d."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv1d(1, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(),
+        nn.Conv1d(16, 32, 3, stride=2), nn.BatchNorm1d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 10),
+    )
+
+
+@pytest.mark.parametrize("include_bn", [False, True])
+def test_conv1d_batchnorm1d_model_round_trips_bit_exactly(tmp_path, include_bn):
+    torch.manual_seed(0)
+    model = _conv1d_model()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.num_batches_tracked.fill_(7)
+    fixer = WeightFixer(model, include_bn=include_bn)
+    fixer.apply(cluster(fixer.flat_values(), 1.0, 0.05))
+    plain = fixer.plain_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CodebookWarning)  # a weight-fixed Conv1d model is smaller than fp32
+        report = save_compressed(plain, tmp_path / "c1.wfnz", include_bn=include_bn)
+    fixable = dict(fixable_parameters(plain, include_bn=include_bn))
+    assert report["n_symbols"] == sum(p.numel() for p in fixable.values())
+    tensors = {t["name"]: t for t in read_manifest(tmp_path / "c1.wfnz")["tensors"]}
+    assert tensors["0.weight"]["shape"] == [16, 1, 5] and tensors["3.weight"]["shape"] == [32, 16, 3]
+    assert {n for n, t in tensors.items() if t["coded"]} == set(fixable)
+    assert tensors["1.weight"]["coded"] is include_bn and not tensors["1.running_mean"]["coded"]
+    restored = load_compressed(tmp_path / "c1.wfnz", _conv1d_model())  # a fresh model: other random values
+    assert_bit_equal(restored, plain)
+    x = torch.randn(4, 1, 40)
+    assert torch.equal(restored.eval()(x), plain.eval()(x))
+
+
 # ------------------------------------------------------------------------------ size report
 def test_digits_size_report_reaches_the_bound(saved):
     path, report, result = saved

@@ -8,6 +8,8 @@ accumulator scale, finer than ``2^−F``) and the single output rounding add at 
 on the same inputs (its own rounding, ~1e-16 relative, is covered by a 1e-12 slack).
 """
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -63,7 +65,8 @@ def _check_within_bound(layer: nn.Module, x: torch.Tensor, frac_bits: int) -> fl
     ref = layer.to(torch.float64)(x.to(torch.float64)).detach()
     layer.to(torch.float32)
     bound = rounding_bound(layer, frac_bits)
-    bound = bound.view(1, -1, 1, 1) if isinstance(layer, nn.Conv2d) else bound
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):  # one bound per output channel, broadcast over (N,) and positions
+        bound = bound.view(-1, *[1] * (layer.weight.dim() - 2))
     err = (got - ref).abs()
     assert got.shape == ref.shape and got.dtype == torch.float64
     assert bool((err <= bound + SLACK).all()), f"max error {err.max().item()} > bound {bound.max().item()}"
@@ -160,7 +163,7 @@ def test_bad_arguments_are_refused():
         ShiftAddLayer(lin, frac_bits=-1)(torch.ones(1, 2))
     with pytest.raises(ValueError, match="finite"):
         ShiftAddLayer(lin)(torch.tensor([[float("nan"), 1.0]]))
-    with pytest.raises(TypeError, match=r"layer=.* is not allowed: it must be an nn.Linear or nn.Conv2d"):
+    with pytest.raises(TypeError, match=r"layer=.* is not allowed: it must be an nn.Linear, nn.Conv1d or nn.Conv2d"):
         ShiftAddLayer(nn.ReLU())
     conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
     conv.weight.data.fill_(0.25)
@@ -199,16 +202,19 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("kind", ["linear", "conv", "conv1d"])
 def test_integer_core_uses_only_shifts_and_additions(kind):
     from wfn_core.compare.shiftadd import _patches, to_fixed
 
     if kind == "linear":
         layer = nn.Linear(12, 5)
         x_q = to_fixed(torch.randn(4, 12), 16)
-    else:
+    elif kind == "conv":
         layer = nn.Conv2d(3, 5, 3, stride=2, padding=1)
         x_q = to_fixed(torch.randn(2, 3, 7, 7), 16)
+    else:
+        layer = nn.Conv1d(3, 5, 3, stride=2, padding=1)
+        x_q = to_fixed(torch.randn(2, 3, 11), 16)
     with torch.no_grad():
         layer.weight.copy_(_apot_weights(layer.weight.shape, seed=5))
     sa = ShiftAddLayer(layer)  # weight decomposition happens once, here
@@ -265,3 +271,128 @@ def test_digits_operation_counts(wfn_model):
         assert row["terms"] == int(apot_terms(weight).sum())
         assert row["shift_adds"] == row["terms"] * row["positions"]
     assert ops["shift_adds"] == sum(r["shift_adds"] for r in ops["layers"].values())
+
+
+# ------------------------------------------------------------------------------ Conv1d (the MNIST-1D track)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"stride": 2, "padding": 1},
+        {"stride": 3, "padding": 2, "dilation": 2},
+        {"padding": "same", "groups": 2, "bias": False},
+        {"padding": "same", "kernel_size": 4, "dilation": 3},  # odd total padding: the extra unit goes right
+        {"padding": "valid", "groups": 4},
+        {"kernel_size": 1, "stride": 3},
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own, about its copy
+def test_conv1d_strides_paddings_dilations_groups(kwargs):
+    kwargs = {"kernel_size": 3, **kwargs}
+    conv = nn.Conv1d(4, 8, **kwargs)
+    with torch.no_grad():
+        conv.weight.copy_(_apot_weights(conv.weight.shape, seed=7))
+        if conv.bias is not None:
+            conv.bias.uniform_(-1, 1)
+    x = torch.randn(3, 4, 23, generator=torch.Generator().manual_seed(2)) * 4
+    _check_within_bound(conv, x, 16)
+
+
+def test_unbatched_conv1d_input():
+    conv = nn.Conv1d(2, 3, 3, padding=1, dilation=1)
+    with torch.no_grad():
+        conv.weight.copy_(_apot_weights(conv.weight.shape, seed=8))
+    x = torch.randn(2, 9, dtype=torch.float64)
+    got = ShiftAddLayer(conv)(x)
+    assert got.shape == (3, 9)
+    _check_within_bound(conv, x, 16)
+    batched = ShiftAddLayer(conv)(x.unsqueeze(0))
+    assert batched.shape == (1, 3, 9) and torch.equal(batched[0], got)
+
+
+def test_conv1d_bad_layers_and_inputs_are_refused():
+    conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular")
+    conv.weight.data.fill_(0.25)
+    with pytest.raises(ValueError, match=r"layer.padding_mode='circular' is not allowed: it must be 'zeros'"):
+        ShiftAddLayer(conv)
+    conv = nn.Conv1d(2, 3, 3)
+    conv.weight.data.fill_(0.25)
+    layer = ShiftAddLayer(conv, name="conv1")
+    for shape in [(4, 3, 9), (2, 2, 9, 9), (9,)]:  # wrong channels, an image, no channel axis: nn.Conv1d refuses all
+        with pytest.raises(RuntimeError):
+            conv(torch.ones(shape))
+        with pytest.raises(ValueError, match=r"conv1: input of shape .* does not fit the layer; expected \(2, L\)"):
+            layer(torch.ones(shape))
+    with pytest.raises(ValueError, match=r"expected \(…, 3\)"):
+        ShiftAddLayer(nn.Linear(3, 1).requires_grad_(False).apply(lambda m: m.weight.fill_(0.5)))(torch.ones(2, 4))
+
+
+def test_conv1d_operation_counts_by_hand():
+    conv = nn.Conv1d(1, 1, 3, bias=False)
+    conv.weight.data = torch.tensor([[[0.5, 0.0, -3.0]]])  # terms: 1, 0, 2 (−3 = −4 + 1)
+    head = nn.Linear(4, 3)
+    head.weight.data = torch.full((3, 4), 0.5)  # one term each
+    model = nn.Sequential(conv, nn.BatchNorm1d(1), nn.Flatten(), head)
+    with pytest.raises(ValueError, match="input_shape"):
+        count_operations(model)
+    ops = count_operations(model, input_shape=(1, 6))  # length 6, kernel 3: 4 positions
+    row = ops["layers"]["0"]
+    assert row["type"] == "Conv1d"
+    keys = ("weights", "nonzero_weights", "terms", "positions", "multiplications", "nonzero_multiplications",
+            "shift_adds")
+    assert tuple(row[k] for k in keys) == (3, 2, 3, 4, 12, 8, 12)
+    assert (ops["multiplications"], ops["shift_adds"]) == (12 + 12, 12 + 12)
+    assert ops["batchnorm_multiplications"] == 4  # BatchNorm1d over 1 channel x 4 positions stays float
+
+
+def _apot_conv1d_model() -> nn.Sequential:
+    """A small 1-D CNN (MNIST-1D style) with short APoT weights, any biases and non-trivial BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(2, 6, 5, padding=2), nn.BatchNorm1d(6), nn.ReLU(),
+        nn.Conv1d(6, 8, 3, stride=2, padding="valid", groups=2, bias=False), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 4),
+    )
+    with torch.no_grad():
+        for i, m in enumerate(model):
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                m.weight.copy_(_apot_weights(m.weight.shape, seed=10 + i))
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_conv1d_model_converts_and_matches_the_float_model():
+    model = _apot_conv1d_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left float that shift-add could run: no warning
+        converted = convert_to_shift_add(model, frac_bits=16)
+    shift_add = [m for m in converted.modules() if isinstance(m, ShiftAddLayer)]
+    assert [m.name for m in shift_add] == ["0", "3", "8"]
+    wrapped = {id(m.layer) for m in shift_add}
+    assert all(id(m) in wrapped for m in converted.modules() if isinstance(m, (nn.Conv1d, nn.Linear)))
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in converted.modules()) == 2  # BatchNorm stays float
+    x = torch.randn(16, 2, 40, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = model(x), converted(x)
+    assert a.shape == b.shape == (16, 4)
+    assert (a - b).abs().max() < 1e-3
+    assert torch.equal(a.argmax(1), b.argmax(1))
+    ops = count_operations(model, input_shape=(2, 40))
+    assert [ops["layers"][n]["positions"] for n in ("0", "3", "8")] == [40, 19, 1]
+
+
+def test_other_convolutions_are_left_float_with_a_warning():
+    lin = nn.Linear(4, 4)
+    lin.weight.data.fill_(0.5)
+    model = nn.Sequential(lin, nn.Conv3d(1, 1, 1), nn.ConvTranspose1d(1, 1, 2))
+    match = r"2 convolution\(s\) stay float: 1 \(Conv3d\), 2 \(ConvTranspose1d\)"
+    with pytest.warns(UserWarning, match=match):
+        converted = convert_to_shift_add(model)
+    assert isinstance(converted[0], ShiftAddLayer)
+    assert type(converted[1]) is nn.Conv3d and type(converted[2]) is nn.ConvTranspose1d
+    with pytest.warns(UserWarning, match=match + "; count_operations leaves them out of the counts"):
+        assert list(count_operations(model)["layers"]) == ["0"]
+    with pytest.warns(UserWarning, match=r"\(the model\) \(Conv3d\)"):
+        assert type(convert_to_shift_add(nn.Conv3d(1, 1, 1))) is nn.Conv3d

@@ -1,4 +1,4 @@
-"""Multiply-free inference: Linear and Conv2d layers whose weights are additive powers of two.
+"""Multiply-free inference: Linear, Conv1d and Conv2d layers whose weights are additive powers of two.
 
 A weight ``w = Σ_t ±2^(e_t)`` (a few signed power-of-two terms, as WFN produces) times a fixed-point
 activation is ``Σ_t ±(x << (e_t − e0))`` at a finer accumulator scale ``2^(F − e0)``, so a layer is
@@ -25,7 +25,8 @@ real-valued layer ``y_o = b_o + Σ_j w_oj x_j``:
 - the output rounding contributes at most ``2^(−F−1)``.
 
 So ``|ŷ_o − y_o| ≤ 2^(−F−1) · (‖w_o‖₁ + 2)`` where ``‖w_o‖₁`` is the L1 norm of output ``o``'s
-weights (for a convolution: of its kernel; zero padding is exact). Converting ``y_q`` to float32 adds a
+weights (for a convolution: of its kernel; zero padding is exact). A Conv1d is evaluated as a Conv2d of
+height 1, so the same bound holds. Converting ``y_q`` to float32 adds a
 relative ``2^−24``; float64 is exact while ``|y_q| < 2^53``.
 
 Operation counts (:func:`count_operations`): a float layer does one multiplication per weight and
@@ -36,6 +37,7 @@ zero weights costing nothing. Bias additions are the same for both and not count
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +57,8 @@ DEFAULT_MAX_TERMS = 4
 """Most signed power-of-two terms a weight may have (WFN of order k ≤ 3 gives at most 4)."""
 
 _CHUNK_ELEMENTS = 1 << 20  # gathered int64 terms held at once (8 MB)
+_CONVS = (nn.Conv1d, nn.Conv2d)
+_LAYERS = (nn.Linear, *_CONVS)
 
 
 @dataclass(frozen=True)
@@ -198,15 +202,15 @@ def _round_shift(acc: torch.Tensor, floor: int) -> torch.Tensor:
 
 
 class ShiftAddLayer(nn.Module):
-    """A Linear or Conv2d evaluated with shifts and additions on fixed-point activations (float in, float out)."""
+    """A Linear, Conv1d or Conv2d evaluated with shifts and additions on fixed-point activations (float in and out)."""
 
     def __init__(
         self, layer: nn.Module, frac_bits: int = 16, max_terms: int = DEFAULT_MAX_TERMS, name: str | None = None
     ) -> None:
         super().__init__()
-        if not isinstance(layer, (nn.Linear, nn.Conv2d)):
-            raise fail("layer", layer, "an nn.Linear or nn.Conv2d")
-        if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
+        if not isinstance(layer, _LAYERS):
+            raise fail("layer", layer, "an nn.Linear, nn.Conv1d or nn.Conv2d")
+        if isinstance(layer, _CONVS) and layer.padding_mode != "zeros":
             raise fail("layer.padding_mode", layer.padding_mode, "'zeros' (the only padding shift-add supports)")
         frac_bits = check_int("frac_bits", frac_bits, low=0, high=52)
         check_int("max_terms", max_terms, low=1)
@@ -215,8 +219,8 @@ class ShiftAddLayer(nn.Module):
         self.layer = layer
         weight = layer.weight.detach()
         self.plan = decompose(weight, max_terms=max_terms, name=self.name)
-        if isinstance(layer, nn.Conv2d) and layer.groups > 1:
-            self.plan = _grouped(self.plan, layer.groups, weight.shape[1] * weight.shape[2] * weight.shape[3])
+        if isinstance(layer, _CONVS) and layer.groups > 1:
+            self.plan = _grouped(self.plan, layer.groups, weight[0].numel())
         self.bias_acc = _bias_fixed(layer.bias, self.plan, self.frac_bits)
         self._reach = _reach(self.plan, self.name)
         has_bias = self.bias_acc is not None and self.bias_acc.numel() > 0
@@ -229,7 +233,21 @@ class ShiftAddLayer(nn.Module):
             raise OverflowError(f"{self.name}: the int64 accumulator could overflow; use fewer frac_bits")
         return _round_shift(accumulate(self.plan, x_q, self.bias_acc), self.plan.exponent_floor)
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Refuse a shape the float layer would refuse: a wrong one could otherwise gather wrong columns silently."""
+        if isinstance(self.layer, nn.Linear):
+            ok, expected = x.dim() >= 1 and x.shape[-1] == self.layer.in_features, f"(…, {self.layer.in_features})"
+        else:
+            spatial = len(self.layer.kernel_size)
+            ok = x.dim() in (spatial + 1, spatial + 2) and x.shape[-spatial - 1] == self.layer.in_channels
+            dims = ", ".join((str(self.layer.in_channels), *(("L",) if spatial == 1 else ("H", "W"))))
+            expected = f"({dims}) or (N, {dims})"
+        if not ok:
+            raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not fit the layer; "
+                             f"expected {expected}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         x_q = to_fixed(x.cpu(), self.frac_bits)
         if isinstance(self.layer, nn.Linear):
             lead = x_q.shape[:-1]
@@ -237,7 +255,9 @@ class ShiftAddLayer(nn.Module):
         else:
             patches, (n, oh, ow) = _patches(self.layer, x_q)
             y_q = self._linear_fixed(patches).reshape(n, oh, ow, -1).permute(0, 3, 1, 2)
-            if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
+            if isinstance(self.layer, nn.Conv1d):
+                y_q = y_q.squeeze(2)  # drop the height-1 axis the Conv1d was evaluated on
+            if x.dim() == len(self.layer.kernel_size) + 1:  # unbatched (C, L) or (C, H, W), as nn.Conv1d/2d accept
                 y_q = y_q[0]
         return from_fixed(y_q, self.frac_bits, x.dtype).to(x.device)
 
@@ -252,25 +272,42 @@ def _grouped(plan: ShiftAddPlan, groups: int, per_group: int) -> ShiftAddPlan:
     )
 
 
-def _conv_padding(layer: nn.Conv2d) -> tuple[int, int, int, int]:
-    """``(left, right, top, bottom)`` zero padding of a Conv2d (ints, ``'valid'`` or ``'same'``)."""
+def _conv_padding(layer: nn.Conv1d | nn.Conv2d) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` zero padding of a Conv1d/Conv2d (ints, ``'valid'`` or ``'same'``).
+
+    A Conv1d pads only its length (left, right): it is evaluated as a Conv2d of height 1.
+    """
     if layer.padding == "valid":
-        return (0, 0, 0, 0)
-    if layer.padding == "same":
+        pads = [0, 0] * len(layer.kernel_size)
+    elif layer.padding == "same":
         pads = []
         for k, d in zip(reversed(layer.kernel_size), reversed(layer.dilation)):
             total = d * (k - 1)
-            pads += [total // 2, total - total // 2]
-        return tuple(pads)  # type: ignore[return-value]
-    ph, pw = layer.padding
-    return (pw, pw, ph, ph)
+            pads += [total // 2, total - total // 2]  # the odd unit on the right, as PyTorch pads
+    else:
+        pads = [p for p in reversed(layer.padding) for _ in (0, 1)]
+    return tuple(pads + [0, 0] * (2 - len(layer.kernel_size)))  # type: ignore[return-value]
 
 
-def _patches(layer: nn.Conv2d, x_q: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-    """Integer im2col: ``(N·oh·ow, C·kh·kw)`` patches of int64 ``x_q (N, C, H, W)`` (pure indexing)."""
-    if x_q.dim() == 3:
+def _geometry(layer: nn.Conv1d | nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``(kernel, stride, dilation)`` as 2-D pairs; a Conv1d is a Conv2d of height 1."""
+    if isinstance(layer, nn.Conv1d):
+        return (1, *layer.kernel_size), (1, *layer.stride), (1, *layer.dilation)  # type: ignore[return-value]
+    return layer.kernel_size, layer.stride, layer.dilation  # type: ignore[return-value]
+
+
+def _patches(layer: nn.Conv1d | nn.Conv2d, x_q: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Integer im2col: ``(N·oh·ow, C·kh·kw)`` patches of int64 ``x_q`` (pure indexing).
+
+    ``x_q`` is ``(N, C, H, W)`` or ``(C, H, W)`` for a Conv2d, ``(N, C, L)`` or ``(C, L)`` for a Conv1d
+    (then ``oh = kh = 1``: the columns are in the order of the weight's ``(C, k)`` flattening).
+    """
+    spatial = len(layer.kernel_size)
+    if x_q.dim() == spatial + 1:  # unbatched
         x_q = x_q.unsqueeze(0)
-    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    if spatial == 1:
+        x_q = x_q.unsqueeze(2)  # (N, C, L) -> (N, C, 1, L)
+    (kh, kw), (sh, sw), (dh, dw) = _geometry(layer)
     xp = F.pad(x_q, _conv_padding(layer))
     win = xp.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
     n, c, oh, ow = win.shape[:4]
@@ -288,9 +325,11 @@ def count_operations(
 ) -> dict:
     """Per layer and in total, per input sample: float multiplications against shift-add terms.
 
-    ``input_shape`` is one sample's shape (e.g. ``(1, 8, 8)``); it is needed to know a convolution's
-    number of output positions (a forward pass on zeros records them). Without it, Linear layers count
-    one position and a Conv2d raises ``ValueError``. Each Linear/Conv2d must have short APoT weights.
+    ``input_shape`` is one sample's shape (e.g. ``(1, 8, 8)``, or ``(1, 40)`` for a Conv1d model); it is
+    needed to know a convolution's number of output positions (a forward pass on zeros records them).
+    Without it, Linear layers count one position and a Conv1d/Conv2d raises ``ValueError``. Each
+    Linear/Conv1d/Conv2d must have short APoT weights; other convolutions (Conv3d, transposed) are not
+    counted, and a ``UserWarning`` names them.
     Returns ``{"layers": {name: {...}}, "multiplications", "nonzero_multiplications", "shift_adds",
     "batchnorm_multiplications"}``; per layer: ``type``, ``weights``, ``nonzero_weights``, ``terms`` (per
     position), ``positions``, ``multiplications`` (weights × positions), ``nonzero_multiplications``,
@@ -298,7 +337,8 @@ def count_operations(
     BatchNorm layer stays float (:func:`convert_to_shift_add` leaves it alone), one multiplication per
     activation it normalises (its per-channel scale; without ``input_shape``, one position).
     """
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    _warn_unconverted(model, "count_operations leaves them out of the counts")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)]
     norms = [(n, m) for n, m in model.named_modules()
              if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
     positions = {n: 1 for n, _ in layers}
@@ -309,7 +349,7 @@ def count_operations(
                 if name in bn_elements:
                     bn_elements[name] = output.numel()
                     return
-                channels = output.shape[1] if isinstance(module, nn.Conv2d) else output.shape[-1]
+                channels = output.shape[1] if isinstance(module, _CONVS) else output.shape[-1]
                 positions[name] = output.numel() // channels
             return record
 
@@ -324,8 +364,10 @@ def count_operations(
             model.train(was_training)
             for h in handles:
                 h.remove()
-    elif any(isinstance(m, nn.Conv2d) for _, m in layers):
-        raise ValueError("count_operations needs input_shape (one sample's shape) for a model with Conv2d layers")
+    elif any(isinstance(m, _CONVS) for _, m in layers):
+        raise ValueError(
+            "count_operations needs input_shape (one sample's shape) for a model with Conv1d/Conv2d layers"
+        )
     report: dict = {"layers": {}, "multiplications": 0, "nonzero_multiplications": 0, "shift_adds": 0,
                     "batchnorm_multiplications": sum(bn_elements.values())}
     for name, module in layers:
@@ -343,13 +385,26 @@ def count_operations(
     return report
 
 
+def _warn_unconverted(model: nn.Module, consequence: str) -> None:
+    """Warn about convolutions shift-add does not handle (Conv3d, transposed), rather than pass them by silently."""
+    others = [f"{name or '(the model)'} ({type(m).__name__})" for name, m in model.named_modules()
+              if isinstance(m, nn.modules.conv._ConvNd) and not isinstance(m, _CONVS)]
+    if others:
+        warnings.warn(
+            f"shift-add handles Linear, Conv1d and Conv2d only, so {len(others)} convolution(s) stay float: "
+            f"{', '.join(others)}; {consequence}", UserWarning, stacklevel=3,
+        )
+
+
 def convert_to_shift_add(model: nn.Module, frac_bits: int = 16, max_terms: int = DEFAULT_MAX_TERMS) -> nn.Module:
-    """A copy of ``model`` whose Linear and Conv2d layers are :class:`ShiftAddLayer` (other layers stay float)."""
+    """A copy of ``model`` whose Linear, Conv1d and Conv2d layers are :class:`ShiftAddLayer` (other layers
+    stay float; other convolutions, such as Conv3d or transposed ones, with a ``UserWarning`` naming them)."""
     converted = copy.deepcopy(model).cpu()
-    if isinstance(converted, (nn.Linear, nn.Conv2d)):
+    if isinstance(converted, _LAYERS):
         return ShiftAddLayer(converted, frac_bits, max_terms)
+    _warn_unconverted(converted, "the converted model still multiplies there")
     for name, module in list(converted.named_modules()):
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, _LAYERS):
             parent_name, _, attr = name.rpartition(".")
             parent = converted.get_submodule(parent_name) if parent_name else converted
             setattr(parent, attr, ShiftAddLayer(module, frac_bits, max_terms, name=name))
