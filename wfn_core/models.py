@@ -1,7 +1,9 @@
-"""Models: the small digits CNN, a CIFAR ResNet-18 and torchvision ImageNet ResNets.
+"""Models: the small digits CNN, a 1-D ResNet for MNIST-1D, a CIFAR ResNet-18 and torchvision ImageNet ResNets.
 
 The shipped digits checkpoint (``wfn_core/assets/digits_cnn.pt``, package data) is what the notebooks
 start from; ``python -m wfn_core train-baseline --dataset digits --out wfn_core/assets/digits_cnn.pt`` remakes it.
+The MNIST-1D ResNet's (``wfn_core/assets/mnist1d_resnet.pt``) is remade by
+``python -m wfn_core train-baseline --dataset mnist1d --out wfn_core/assets/mnist1d_resnet.pt``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from .data import ASSETS_DIR
 
 __all__ = [
     "DigitsCNN",
+    "MNIST1DResNet",
+    "load_pretrained_mnist1d",
+    "PRETRAINED_MNIST1D_PATH",
+    "PRETRAINED_MNIST1D_SHA256",
+    "MNIST1D_BASELINE_RECIPE",
     "cifar_resnet18",
     "torchvision_model",
     "load_pretrained_digits",
@@ -37,6 +44,13 @@ PRETRAINED_DIGITS_PATH: Path = ASSETS_DIR / PRETRAINED_DIGITS
 #: How it was made (``python -m wfn_core train-baseline``: :func:`wfn_core.training.train_baseline`).
 DIGITS_BASELINE_RECIPE = {"epochs": 20, "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 64, "seed": 0}
 PRETRAINED_DIGITS_SHA256 = "68ac457981404eedfa3764461620dbd2c7e933978f3fb8eb8e2aa35888b13bbd"
+
+#: The shipped pretrained MNIST-1D ResNet (package data too), its SHA-256, and how it was made
+#: (``python -m wfn_core train-baseline --dataset mnist1d``, one thread, on the training split only).
+PRETRAINED_MNIST1D = "mnist1d_resnet.pt"
+PRETRAINED_MNIST1D_PATH: Path = ASSETS_DIR / PRETRAINED_MNIST1D
+MNIST1D_BASELINE_RECIPE = {"epochs": 15, "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 128, "seed": 0}
+PRETRAINED_MNIST1D_SHA256 = "323f0be4933880b8deeb6eb5cf69fe23c9e5dc868918f5b81129236400a48c17"
 
 
 class DigitsCNN(nn.Module):
@@ -61,6 +75,50 @@ class DigitsCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class _Block1d(nn.Module):
+    """A 1-D basic residual block: two 3-tap convolutions with batch norm, and a 1x1 projection on the shortcut
+    where the length halves or the width changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm1d(c_out)
+        self.conv2 = nn.Conv1d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm1d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class MNIST1DResNet(nn.Module):
+    """A ResNet for MNIST-1D's ``(N, 1, 40)`` signals (about 136k parameters, 22 weight tensors).
+
+    A 5-tap stem, then three stages of ``blocks`` basic blocks at widths 32, 48 and 64 (the last two halve the
+    length: 40 -> 20 -> 10), global average pooling and a linear classifier. Deep on purpose: with 22 weight
+    tensors, per-layer codebooks have room to hold many more distinct values than one codebook for the network.
+    """
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (32, 48, 64), blocks: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(1, widths[0], 5, padding=2, bias=False), nn.BatchNorm1d(widths[0]),
+                                  nn.ReLU())
+        layers: list[nn.Module] = []
+        c_in = widths[0]
+        for stage, width in enumerate(widths):
+            for b in range(blocks):
+                layers.append(_Block1d(c_in, width, stride=2 if stage > 0 and b == 0 else 1))
+                c_in = width
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layers(self.stem(x)).mean(dim=-1))
 
 
 def cifar_resnet18(num_classes: int = 10) -> nn.Module:
@@ -132,6 +190,32 @@ def torchvision_model(name: str, weights: str | Path | None = None, num_classes:
             f"could not fetch torchvision weights {enum.__name__}.{short} (offline?): {exc}. "
             "Download them once where there is a network, or pass a local state_dict path."
         ) from exc
+
+
+def _check_sha(path: Path, expected: str, dataset: str) -> None:
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ValueError(
+            f"{path} has SHA-256 {actual}, expected {expected}: the file is corrupted "
+            "or was remade (a retrained file is bit-identical only on the same CPU kernels and thread count); "
+            f"remake it with `python -m wfn_core train-baseline --dataset {dataset} --out {path}`, "
+            "or pass verify=False to load it anyway"
+        )
+
+
+def load_pretrained_mnist1d(path: str | Path | None = None, verify: bool = True) -> MNIST1DResNet:
+    """The shipped pretrained :class:`MNIST1DResNet`, in eval mode; its SHA-256 is checked on load."""
+    path = Path(path) if path is not None else PRETRAINED_MNIST1D_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained MNIST-1D model not found at {path}; remake it with "
+            f"`python -m wfn_core train-baseline --dataset mnist1d --out {path}`"
+        )
+    if verify and path.name == PRETRAINED_MNIST1D:
+        _check_sha(path, PRETRAINED_MNIST1D_SHA256, "mnist1d")
+    model = MNIST1DResNet()
+    model.load_state_dict(load_state_dict_file(path))
+    return model.eval()
 
 
 def load_pretrained_digits(path: str | Path | None = None, verify: bool = True) -> DigitsCNN:

@@ -351,13 +351,15 @@ def load_compressed(path: str | Path, model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------ finished runs
 def _candidate_models(state: dict[str, torch.Tensor]):
     """``(name, builder)`` for each architecture a run directory may hold, guessed from the state_dict."""
-    from ..models import TORCHVISION_RESNETS, DigitsCNN, cifar_resnet18, torchvision_model
+    from ..models import TORCHVISION_RESNETS, DigitsCNN, MNIST1DResNet, cifar_resnet18, torchvision_model
 
     if "classifier.3.weight" in state:
         classes = state["classifier.3.weight"].shape[0]
         yield "DigitsCNN", lambda: DigitsCNN(num_classes=classes)
-    if "fc.weight" in state:
+    if "fc.weight" in state and state["fc.weight"].dim() == 2:
         classes = state["fc.weight"].shape[0]
+        if "stem.0.weight" in state:
+            yield "MNIST1DResNet", lambda: MNIST1DResNet(num_classes=classes)
         yield "cifar_resnet18", lambda: cifar_resnet18(num_classes=classes)
         for arch in TORCHVISION_RESNETS:
             yield arch, lambda arch=arch: torchvision_model(arch, num_classes=classes)
@@ -368,13 +370,14 @@ def _signature(state: dict[str, torch.Tensor]) -> list[tuple[str, tuple[int, ...
 
 
 def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, nn.Module]:
-    """The first known architecture (DigitsCNN, CIFAR/ImageNet ResNets) whose state_dict matches ``state``."""
+    """The first known architecture (DigitsCNN, MNIST1DResNet, CIFAR/ImageNet ResNets) whose state_dict
+    matches ``state``."""
     for name, build in _candidate_models(state):
         model = build()
         if _signature(model.state_dict()) == _signature(state):
             return name, model
-    raise ValueError("the state_dict matches no known architecture (DigitsCNN, cifar_resnet18, resnet18/34/50); "
-                     "pass model=")
+    raise ValueError("the state_dict matches no known architecture (DigitsCNN, MNIST1DResNet, cifar_resnet18, "
+                     "resnet18/34/50); pass model=")
 
 
 def export_run(
