@@ -255,26 +255,48 @@ def _add_search_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--no-cache", action="store_true", help=f"{prefix}neither read nor write the cache")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .models import DIGITS_BASELINE_RECIPE as R
+#: The data sets with a shipped fp32 model: ``train-baseline`` and ``evaluate`` take them.
+DATASETS = ("digits", "mnist1d")
 
+
+def _recipes() -> dict[str, dict[str, Any]]:
+    from .models import DIGITS_BASELINE_RECIPE, MNIST1D_BASELINE_RECIPE
+
+    return {"digits": DIGITS_BASELINE_RECIPE, "mnist1d": MNIST1D_BASELINE_RECIPE}
+
+
+def _dataset(name: str, batch_size: int, seed: int):
+    """``(fresh model, train loader, test loader)`` of a data set with a shipped model."""
+    from . import data, models
+
+    if name == "mnist1d":
+        return models.MNIST1DResNet(), *data.mnist1d(batch_size=batch_size, seed=seed)
+    return models.DigitsCNN(), *data.digits(batch_size=batch_size, seed=seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    RECIPES = _recipes()
     parser = argparse.ArgumentParser(prog="python -m wfn_core", description="Weight Fixing Networks")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = verbs.add_parser("train-baseline", help="train the fp32 model WFN starts from")
-    p.add_argument("--dataset", choices=["digits"], default="digits", help="data set (default: digits)")
+    p = verbs.add_parser("train-baseline", help="train the fp32 model WFN starts from",
+                         description="Train a data set's fp32 model on its training split and write its state_dict. "
+                         "Defaults are the recipe of the shipped checkpoint: " + "; ".join(
+                             f"{d}: {', '.join(f'{k}={v}' for k, v in r.items())}" for d, r in RECIPES.items()))
+    p.add_argument("--dataset", choices=list(DATASETS), default="digits", help="data set (default: digits)")
     p.add_argument("--out", type=Path, required=True,
-                   help="where to write the state_dict (.pt; shipped: wfn_core/assets/digits_cnn.pt)")
-    p.add_argument("--epochs", type=_positive_int, default=R["epochs"], help=f"epochs (default {R['epochs']})")
-    p.add_argument("--lr", type=float, default=R["lr"], help=f"Adam learning rate (default {R['lr']})")
-    p.add_argument("--weight-decay", type=float, default=R["weight_decay"], help="Adam weight decay")
-    p.add_argument("--batch-size", type=_positive_int, default=R["batch_size"], help="batch size")
-    p.add_argument("--seed", type=int, default=R["seed"], help=f"seed (default {R['seed']})")
+                   help="where to write the state_dict (.pt; shipped: wfn_core/assets/digits_cnn.pt, "
+                        "wfn_core/assets/mnist1d_resnet.pt)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default: the data set's recipe)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: the recipe's)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the recipe's)")
 
     p = verbs.add_parser("evaluate", help="evaluate a model on its test split")
-    p.add_argument("--dataset", choices=["digits"], default="digits", help="data set (default: digits)")
+    p.add_argument("--dataset", choices=list(DATASETS), default="digits", help="data set (default: digits)")
     p.add_argument(
-        "--weights", type=Path, default=None, help="state_dict to evaluate (default: the shipped digits model)"
+        "--weights", type=Path, default=None, help="state_dict to evaluate (default: the data set's shipped model)"
     )
     p = verbs.add_parser(
         "run",
@@ -317,6 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2)")
     p.add_argument("--out", type=Path, required=True,
                    help="CSV to write (shipped: wfn_core/assets/sweep_alpha_delta.csv)")
+    p = verbs.add_parser(
+        "compare", help="WFN against per-layer and per-network quantisers over several seeds (CSV + figure)",
+        description="For each seed: a WFN run with the preset's settings, then uniform and APoT per layer at 4 and "
+        "3 bits and k-means per layer and per network (k = WFN's count and 16), each fine-tuned for as many epochs "
+        "as WFN trains, all evaluated on the test split. Writes OUT/comparison.csv (one row per method and seed, "
+        "written as each finishes: a rerun continues where it stopped) and OUT/comparison.png.",
+    )
+    p.add_argument("--preset", required=True, help="named settings: " + ", ".join(_preset_names()))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (comparison.csv, comparison.png, runs)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: torch's)")
     p = verbs.add_parser("export", help="write a finished run's model as one entropy-coded file")
     p.add_argument("run_dir", type=Path, help="finished run folder (model.pt, wfn_checkpoint.pt)")
     p.add_argument("out", type=Path, help="compressed file to write (for example model.wfnz)")
@@ -341,35 +375,33 @@ def _preset_names() -> list[str]:
 
 
 def _train_baseline(args: argparse.Namespace) -> int:
-    from .data import digits
-    from .models import DigitsCNN, sha256_file
+    from .models import sha256_file
     from .training import train_baseline
 
-    seed_everything(args.seed, threads=1)
-    train_loader, test_loader = digits(batch_size=args.batch_size, seed=args.seed)
+    recipe = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in _recipes()[args.dataset].items()}
+    seed_everything(recipe["seed"], threads=1)  # one thread: the shipped file's SHA is reproducible per CPU kind
+    model, train_loader, test_loader = _dataset(args.dataset, recipe["batch_size"], recipe["seed"])
     metrics = train_baseline(
-        DigitsCNN(), train_loader, test_loader, epochs=args.epochs, lr=args.lr,
-        weight_decay=args.weight_decay, device="cpu", out=args.out,
+        model, train_loader, test_loader, epochs=recipe["epochs"], lr=recipe["lr"],
+        weight_decay=recipe["weight_decay"], device="cpu", out=args.out,
     )
-    print(f"digits baseline: test top-1 {100 * metrics['top1']:.2f}%  loss {metrics['loss']:.4f}")
+    print(f"{args.dataset} baseline: test top-1 {100 * metrics['top1']:.2f}%  loss {metrics['loss']:.4f}")
     print(f"wrote {args.out}  sha256 {sha256_file(args.out)}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import digits
-    from .models import DigitsCNN, load_pretrained_digits, load_state_dict_file
+    from .models import load_pretrained_digits, load_pretrained_mnist1d, load_state_dict_file
     from .training import evaluate
 
+    model, _, test_loader = _dataset(args.dataset, 256, 0)
     if args.weights is None:
-        model = load_pretrained_digits()
+        model = load_pretrained_mnist1d() if args.dataset == "mnist1d" else load_pretrained_digits()
     else:
-        model = DigitsCNN()
         model.load_state_dict(load_state_dict_file(args.weights))
-    _, test_loader = digits()
     metrics = evaluate(model, test_loader, device="cpu")
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))
-    print(f"digits test top-1: {100 * metrics['top1']:.2f}%")
+    print(f"{args.dataset} test top-1: {100 * metrics['top1']:.2f}%")
     return 0
 
 
@@ -435,6 +467,38 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command writes a PNG; it never needs a window
+    import matplotlib.pyplot as plt
+
+    from .compare.baselines import format_table
+    from .compare.study import mean_rows, run_study, targets
+    from .course.plots import plot_study
+
+    _set_threads(args.threads)
+    began = time.perf_counter()
+    rows = run_study(args.preset, args.seeds, args.out, device=args.device)
+    fig = plot_study(rows)
+    tmp = args.out / ".comparison.png.tmp"
+    fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
+    os.replace(tmp, args.out / "comparison.png")
+    plt.close(fig)
+    means = mean_rows([r for r in rows if r["seed"] in set(args.seeds)])
+    print(format_table([{**r, "compressed_bytes": round(r["bytes"]), "entropy_bound_bytes": 0,
+                         "finetune_epochs": round(r["epochs"])} for r in means]))
+    t = targets([r for r in rows if r["seed"] in set(args.seeds)])
+    print(f"mean of {t['seeds']} seeds: WFN {100 * t['wfn_top1']:.2f}% against fp32 {100 * t['fp32_top1']:.2f}% "
+          f"({t['wfn_drop_points']:+.2f} points below; target ≤ 0.5); best per-layer 4-bit: {t['baseline']} "
+          f"{100 * t['baseline_top1']:.2f}%: {t['unique_ratio']:.1f}x the non-zero values (target ≥ 10) and "
+          f"{t['entropy_ratio']:.2f}x the non-zero entropy (target ≥ 1.5); WFN at least as accurate: "
+          f"{t['wfn_at_least_as_accurate']}")
+    seconds = time.perf_counter() - began
+    print(f"wrote {args.out / 'comparison.csv'} and {args.out / 'comparison.png'} in {seconds:.0f} s")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .compare.export import export_cli
 
@@ -470,7 +534,7 @@ def _student(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train-baseline": _train_baseline, "evaluate": _evaluate, "run": _run, "search": _search,
-                "sweep": _sweep, "notebooks": _notebooks, "export": _export,
+                "sweep": _sweep, "notebooks": _notebooks, "export": _export, "compare": _compare,
                 "student": _student}
     try:
         return handlers[args.verb](args)

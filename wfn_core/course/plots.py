@@ -39,6 +39,7 @@ __all__ = [
     "top_value_share_per_layer",
     "top_values",
     "plot_comparison",
+    "plot_study",
     "plot_delta_search",
 ]
 
@@ -403,6 +404,49 @@ def plot_comparison(rows: Sequence[dict]) -> Figure:
     # Both titles are checked in notebook 06 (comparison_figure_claims)
     axes[0].set_title("WFN (stars) ≈ k-means per network given WFN's k", fontsize=10)
     axes[1].set_title("Only uniform 2-bit per tensor comes near WFN", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _study_style(method: str) -> tuple[str, str]:
+    """(colour, marker) of a study method, by family; 3-bit and k = 16 rows are drawn hollow by the caller."""
+    for prefix, style in (("fp32", ("#555555", "s")), ("uniform", (FP32_COLOUR, "o")), ("APoT", ("#55A868", "^")),
+                          ("k-means per layer", ("#937860", "v")), ("k-means per network", ("#C44E52", "D")),
+                          ("WFN", (WFN_COLOUR, "*"))):
+        if method.startswith(prefix):
+            return style
+    return "#999999", "x"
+
+
+def plot_study(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> Figure:
+    """The study's trade-off (``wfn_core.compare.study``): test top-1 against non-zero unique values (log)
+    and against the entropy of the non-zero weights, one point per method at its mean over seeds, the bar
+    spanning its worst to best seed. Zero is excluded in both panels (the paper's counting)."""
+    from ..compare.study import mean_rows
+
+    means = mean_rows(rows)
+    if not means:
+        raise ValueError("plot_study needs at least one row")
+    fig, axes = new_figure(2, width=6.6, height=4.8)
+    for ax, key, label, log in ((axes[0], "unique_nonzero", "unique non-zero values (log scale)", True),
+                                (axes[1], "entropy_bits_nonzero", "entropy of the non-zero weights (bits per weight)",
+                                 False)):
+        for r in means:
+            colour, marker = _study_style(r["method"])
+            y = 100 * r["top1"]
+            err = [[y - 100 * r["top1_min"]], [100 * r["top1_max"] - y]]
+            big = r["method"].startswith("WFN")
+            ax.errorbar([r[key]], [y], yerr=err, color=colour, marker=marker, ms=16 if big else 7, capsize=3,
+                        mfc=colour, ls="none", zorder=3 if big else 2, label=r["method"])
+        if log:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 (%), worst to best seed")
+    axes[1].legend(fontsize=7, loc="lower right", ncols=2)
+    seeds = max(int(r["seeds"]) for r in means)
+    fig.suptitle(title or f"One codebook for the network (WFN) against per-layer codebooks: mean of {seeds} seeds",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
