@@ -135,7 +135,8 @@ def test_the_setup_cell_asks_for_a_source_instead_of_guessing_a_package(tmp_path
 
 def test_wheel_ships_the_checkpoint_and_the_sweep(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for asset in ("digits_cnn.pt", "sweep_alpha_delta.csv", "mnist1d_resnet.pt"):
+    for asset in ("digits_cnn.pt", "sweep_alpha_delta.csv", "mnist1d_resnet.pt", "mnist1d_comparison.csv",
+                  "mnist1d_wfn_seed0.wfnz"):
         assert f"wfn_core/assets/{asset}" in names, names
 
 

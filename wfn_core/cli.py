@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes search.json and search.png to --out; "
         "runs are cached, so the same search again finishes in seconds.",
     )
-    p.add_argument("--preset", required=True, help="named settings with a validation split: digits")
+    p.add_argument("--preset", required=True, help="named settings with a validation split: digits, mnist1d_resnet")
     _add_setting_options(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (search.json, search.png)")
     _add_search_options(p)
@@ -473,8 +473,7 @@ def _compare(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # the command writes a PNG; it never needs a window
     import matplotlib.pyplot as plt
 
-    from .compare.baselines import format_table
-    from .compare.study import mean_rows, run_study, targets
+    from .compare.study import format_means, run_study, targets
     from .course.plots import plot_study
 
     _set_threads(args.threads)
@@ -485,10 +484,9 @@ def _compare(args: argparse.Namespace) -> int:
     fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     os.replace(tmp, args.out / "comparison.png")
     plt.close(fig)
-    means = mean_rows([r for r in rows if r["seed"] in set(args.seeds)])
-    print(format_table([{**r, "compressed_bytes": round(r["bytes"]), "entropy_bound_bytes": 0,
-                         "finetune_epochs": round(r["epochs"])} for r in means]))
-    t = targets([r for r in rows if r["seed"] in set(args.seeds)])
+    chosen = [r for r in rows if r["seed"] in set(args.seeds)]
+    print(format_means(chosen))
+    t = targets(chosen)
     print(f"mean of {t['seeds']} seeds: WFN {100 * t['wfn_top1']:.2f}% against fp32 {100 * t['fp32_top1']:.2f}% "
           f"({t['wfn_drop_points']:+.2f} points below; target ≤ 0.5); best per-layer 4-bit: {t['baseline']} "
           f"{100 * t['baseline_top1']:.2f}%: {t['unique_ratio']:.1f}x the non-zero values (target ≥ 10) and "
