@@ -112,3 +112,30 @@ def test_centres_schedule_claims_hold_on_the_shipped_weights_and_fail_without_a_
         flat[d] = per_t
     failed = [c.statement for c in centres_schedule_claims(flat, unique) if not c.holds]
     assert any("last three iterations" in s for s in failed) and any("last iteration adds" in s for s in failed)
+
+
+def test_codebooks_without_retraining_compares_one_codebook_with_one_per_tensor():
+    """On the shipped digits CNN: the rows name each method, the fp32 weights stay as they were, each clustered
+    model holds exactly its row's values, and the per-tensor schemes spread their values over the tensors."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from wfn_core import preset
+    from wfn_core.course.checks import codebook_claims
+    from wfn_core.course.explain import codebooks_without_retraining
+    from wfn_core.data import digits_arrays
+    from wfn_core.metrics import summary
+
+    model = load_pretrained_digits()
+    before = flat_values(fixable_parameters(model)).clone()
+    x, y = digits_arrays()[4:6]
+    loader = DataLoader(TensorDataset(x, y), batch_size=360)
+    deltas = (0.0025, 0.005, 0.01, 0.015, 0.02, 0.025)
+    rows, clustered = codebooks_without_retraining(model, loader, preset("digits"), deltas=deltas)
+    assert [r["method"] for r in rows] == [f"one codebook (WFN clustering, δ = {d:g})" for d in deltas] + [
+        "uniform 4-bit per tensor", "APoT 4-bit per tensor", "k-means per tensor, k = 16"]
+    assert torch.equal(flat_values(fixable_parameters(model)), before)
+    assert summary(clustered[0.01])["unique"] == rows[2]["unique"]
+    assert all(0 <= r["top1"] <= 1 for r in rows)
+    assert rows[6]["unique_nonzero"] > 15  # one grid per tensor: more values than any one 4-bit grid holds
+    # the claim set evaluates on these rows and names what it measured
+    assert len(codebook_claims(rows, rows[0]["top1"])) == 6

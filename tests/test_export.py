@@ -360,3 +360,11 @@ def test_export_run_refuses_a_folder_without_a_model_or_an_unknown_architecture(
         export_run(tmp_path, tmp_path / "x.wfnz")
     report = export_run(tmp_path, tmp_path / "x.wfnz", model=torch.nn.Linear(3, 2))  # explicit architecture
     assert report["architecture"] == "Linear"
+
+
+def test_infer_architecture_recognises_the_mnist1d_resnet():
+    from wfn_core.compare.export import infer_architecture
+    from wfn_core.models import MNIST1DResNet
+
+    name, model = infer_architecture(MNIST1DResNet().state_dict())
+    assert name == "MNIST1DResNet" and isinstance(model, MNIST1DResNet)

@@ -173,3 +173,26 @@ def test_bad_models_and_results():
         WeightFixer(DigitsCNN(), zero_threshold=0.01)
     with pytest.raises(ValueError, match="include_bn=1 is not allowed: it must be True or False"):
         WeightFixer(DigitsCNN(), include_bn=1)
+
+
+def test_conv1d_models_are_fixed_like_conv2d_ones():
+    """The MNIST-1D ResNet: Conv1d weights and BatchNorm1d affine parameters are fixable, stay bit-exact under
+    training, and the plain model loads back into the architecture."""
+    from wfn_core.models import MNIST1DResNet
+
+    torch.manual_seed(0)
+    model = MNIST1DResNet()
+    names = [n for n, _ in fixable_parameters(model, include_bn=True)]
+    assert "stem.0.weight" in names and "layers.3.shortcut.0.weight" in names and "layers.0.bn1.weight" in names
+    fixer = WeightFixer(model, include_bn=True)
+    fixer.apply(cluster(fixer.flat_values(), 0.6, 0.05))
+    before, mask = fixer.flat_values(), fixer.fixed_mask()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.randn(16, 1, 40), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    after = fixer.flat_values()
+    assert torch.equal(after[mask], before[mask]) and not torch.equal(after[~mask], before[~mask])
+    MNIST1DResNet().load_state_dict(fixer.plain_model().state_dict())

@@ -10,7 +10,7 @@ from wfn_core.course.claims import CLAIM_LINE
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_quickstart", "01_apot_centres", "02_relative_distance_clustering", "03_regularised_retraining",
-            "04_weight_histograms", "05_explore_alpha_delta", "06_compare_baselines"]
+            "04_weight_histograms", "05_explore_alpha_delta", "06_compare_baselines", "07_deeper_network"]
 
 
 def _cells(path):

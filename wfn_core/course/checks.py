@@ -26,6 +26,7 @@ __all__ = [
     "no_retraining_claims", "delta_search_claims", "comparison_claims", "export_claims", "shift_add_claims",
     "cliff_claims", "comparison_figure_claims",
     "ablation_claims", "cosying_up_claims", "centre_history_claims",
+    "MNIST1D_EXAMPLE_POINTS", "deeper_model_claims", "codebook_claims", "wfn_model_claims", "study_claims",
 ]
 
 #: What one digits test image is worth in accuracy points.
@@ -363,11 +364,115 @@ def export_claims(report: Mapping[str, Any], round_trip: bool) -> list[Claim]:
     ]
 
 
-def shift_add_claims(ops: Mapping[str, Any], same_predictions: bool) -> list[Claim]:
-    """Multiply-free inference of the preset's model (notebook 06), from
-    :func:`~wfn_core.compare.shiftadd.count_operations`."""
+def shift_add_claims(ops: Mapping[str, Any], same_predictions: bool, max_per: float = 1.01) -> list[Claim]:
+    """Multiply-free inference of a WFN model (notebooks 06 and 07), from
+    :func:`~wfn_core.compare.shiftadd.count_operations`. ``max_per``: the digits preset's model needs 0.9966
+    shift-adds a multiplication (bound 1.01); the shipped MNIST-1D WFN model, with 3.3 % of its weights of two
+    terms, 1.043 (notebook 07 passes 1.1)."""
     per = ops["shift_adds"] / ops["multiplications"]
     return [
-        claim("at most 1.01 shift-adds per multiplication (most weights are one term)", per <= 1.01, f"{per:.4f}"),
+        claim(f"at most {max_per:g} shift-adds per multiplication (most weights are one term)", per <= max_per,
+              f"{per:.4f}"),
         claim("the shift-add network predicts what the float network predicts on a test batch", same_predictions),
+    ]
+
+
+# ----------------------------------------------------------------------------- notebook 07: the deeper network
+#: One MNIST-1D test example is 100 / 4000 = 0.025 accuracy points.
+MNIST1D_EXAMPLE_POINTS = 100 / 4000
+
+
+def deeper_model_claims(n_weight_tensors: int, n_params: int, fp32_top1: float) -> list[Claim]:
+    """The shipped MNIST-1D ResNet is what the issue asked for (notebook 07). Measured 22 tensors, 135,690
+    parameters, 99.33 % test top-1 (the same file evaluated on every kernel: at most an example or two moves)."""
+    return [
+        at_least("weight tensors (each would get its own codebook per layer)", n_weight_tensors, 20),
+        at_most("parameters", n_params, 150_000),
+        at_least("fp32 test top-1", round(_points(fp32_top1), 2), 98.5, unit="%"),
+    ]
+
+
+def codebook_claims(rows: Sequence[Mapping[str, Any]], fp32_top1: float, delta: float = 0.005) -> list[Claim]:
+    """One codebook for the network against one per tensor, on the same fp32 weights and without training
+    (notebook 07, :func:`~wfn_core.course.explain.codebooks_without_retraining` at δ = 0.0025, 0.005, 0.01, 0.015,
+    0.02, 0.025). Clustering the shipped weights is the same float64 arithmetic on every CPU; only the evaluation
+    can move an example. Measured: 229 > 137 > 80 non-zero values up to δ = 0.01, then 25, 44, 20; δ = 0.005
+    keeps 99.33 % (fp32 99.33 %) with 137 values and 5.31 bits, against uniform 4-bit per tensor 99.13 % with
+    302 values and 6.92 bits, APoT 4-bit 310 values, k-means k = 16 per tensor 360; δ = 0.015 and 0.025 collapse
+    to 10.2 % and 22.3 % (δ = 0.02 happens to keep 99.08 %). A per-tensor scheme that shared its grid across
+    the network, or clustering that stopped merging across tensors, breaks the ratio; a schedule that no longer
+    moved weights far at large δ breaks the collapse."""
+    one = {float(r["method"].split("δ = ")[1].rstrip(")")): r for r in rows if r["method"].startswith("one codebook")}
+    per_tensor = [r for r in rows if "per tensor" in r["method"]]
+    ours = one[delta]
+    uniform = next(r for r in per_tensor if r["method"].startswith("uniform"))
+    small = [one[d]["unique_nonzero"] for d in sorted(one) if d <= 0.01]
+    worst_large = min(one[d]["top1"] for d in one if d >= 0.015)
+    fewest_per_tensor = min(r["unique_nonzero"] for r in per_tensor)
+    return [
+        claim("up to δ = 0.01 a larger δ leaves fewer non-zero values", all(a > b for a, b in zip(small, small[1:])),
+              " > ".join(map(str, small))),
+        at_most(f"points lost by one codebook at δ = {delta:g} with no training at all",
+                round(_points(fp32_top1 - ours["top1"]), 3), 0.25),
+        at_most("test top-1 of the worst δ from 0.015 up, without retraining", round(_points(worst_large), 2), 50,
+                unit="%"),
+        at_least(f"times more non-zero values in the smallest per-tensor 4-bit scheme than in one codebook at "
+                 f"δ = {delta:g}", round(fewest_per_tensor / ours["unique_nonzero"], 2), 2),
+        claim(f"one codebook at δ = {delta:g} is at least as accurate as uniform 4-bit per tensor, to 0.25 points",
+              _points(uniform["top1"] - ours["top1"]) <= 0.25,
+              f"{_points(ours['top1']):.2f}% vs {_points(uniform['top1']):.2f}%"),
+        at_least(f"bits of non-zero entropy one codebook at δ = {delta:g} saves over uniform 4-bit per tensor",
+                 round(uniform["entropy_bits_nonzero"] - ours["entropy_bits_nonzero"], 2), 1),
+    ]
+
+
+def wfn_model_claims(wfn_top1: float, fp32_top1: float,
+                     shares: Mapping[str, Mapping[str, tuple[int, float]]]) -> list[Claim]:
+    """The shipped seed-0 WFN model of the MNIST-1D comparison (notebook 07): a shipped file, so only the
+    evaluation can move an example. ``shares`` maps ``"WFN"`` and ``"uniform 4-bit per tensor"`` to
+    :func:`~wfn_core.course.plots.top_value_share_per_layer`. Measured: 99.25 % against fp32 99.33 %; in each of the
+    20 tensors of at least LARGE_TENSOR weights WFN keeps 79.8 % to 99.1 % of the weights on the network's five
+    most common values, uniform 4-bit per tensor 12.0 % to 51.9 % (its grids differ per tensor)."""
+    def large(method: str) -> list[float]:
+        return [share for n, share in shares[method].values() if n >= LARGE_TENSOR]
+
+    return [
+        at_most("test points the shipped WFN model is below fp32", round(_points(fp32_top1 - wfn_top1), 3), 0.5),
+        at_least("share of every large tensor's weights on the network's five most common values, WFN",
+                 round(100 * min(large("WFN")), 1), 100 * MIN_LAYER_TOP5_SHARE, unit="%"),
+        at_most("the same share in the best large tensor, uniform 4-bit per tensor",
+                round(100 * max(large("uniform 4-bit per tensor")), 1), 60, unit="%"),
+    ]
+
+
+def study_claims(t: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[Claim]:
+    """The shipped MNIST-1D comparison (notebook 07): ``t`` is :func:`wfn_core.compare.study.targets` of its
+    ``rows`` (means over 3 seeds, test split). Read from a shipped file, so the same on every machine; the bounds
+    are the issue's targets where the result meets them, and say how far it is where it does not.
+
+    Measured (``python -m wfn_core compare --preset mnist1d_resnet --seeds 0 1 2``): WFN 99.27 % against fp32
+    99.33 % with 33.3 non-zero values and 2.27 bits; the most accurate per-layer 4-bit method is k-means per layer
+    with k = 16 (99.34 %, 360 values, 7.81 bits: 10.8x and 3.44x), 0.07 points (3 test examples) above WFN; the
+    least is 9.1x (uniform 4-bit per tensor, 99.27 %, 304 values), entropy at least 3.05x; k-means per network
+    given WFN's count keeps 1.77 bits more. A regenerated file from a WFN that kept 45 values or lost half a point
+    breaks them."""
+    from ..compare.study import PER_LAYER_4BIT, WFN_METHOD, mean_rows
+
+    means = {r["method"]: r for r in mean_rows(rows)}
+    wfn = means[WFN_METHOD]
+    per_layer = [means[m] for m in PER_LAYER_4BIT if m in means]
+    fewest = min(r["unique_nonzero"] for r in per_layer) / wfn["unique_nonzero"]
+    lowest = min(r["entropy_bits_nonzero"] for r in per_layer) / wfn["entropy_bits_nonzero"]
+    same_k = means.get("k-means per network k=WFN")
+    epochs = {r["epochs"] for r in rows if r["method"] != "fp32"}
+    return [
+        at_most("points WFN's mean test top-1 is below fp32 (3 seeds)", round(t["wfn_drop_points"], 2), 0.5),
+        at_most("points WFN's mean test top-1 is below the most accurate per-layer 4-bit method's",
+                round(_points(t["baseline_top1"] - t["wfn_top1"]), 2), 0.25),
+        at_least("times fewer non-zero values than that method", round(t["unique_ratio"], 2), 10),
+        at_least("times fewer non-zero values than any per-layer 4-bit method", round(fewest, 2), 8),
+        at_least("times lower non-zero entropy than any per-layer 4-bit method", round(lowest, 2), 1.5),
+        at_least("bits of non-zero entropy k-means per network adds when given WFN's count",
+                 round(same_k["entropy_bits_nonzero"] - wfn["entropy_bits_nonzero"], 2) if same_k else 0.0, 1.5),
+        claim("every method but fp32 trained the same epochs", len(epochs) == 1, f"{sorted(epochs)} epochs"),
     ]

@@ -19,7 +19,8 @@ from ..freezing import WeightFixer
 from ..regulariser import ClusterRegulariser
 from ..training import make_optimizer, reseed, train_epoch
 
-__all__ = ["running_mean", "running_mean_prefix", "first_pass", "centres_per_iteration", "retrain_free_weights"]
+__all__ = ["running_mean", "running_mean_prefix", "first_pass", "centres_per_iteration", "retrain_free_weights",
+           "codebooks_without_retraining"]
 
 
 def running_mean(sorted_costs: torch.Tensor) -> torch.Tensor:
@@ -105,3 +106,38 @@ def retrain_free_weights(
         train_epoch(net, train_loader, optimiser, grad_clip=config.grad_clip, device="cpu",
                     loss_fn=lambda out, target: regulariser.fixer_loss(F.cross_entropy(out, target), fixer))
     return before, fixer.free_values().detach(), fixer.centres
+
+
+def codebooks_without_retraining(
+    model: nn.Module, loader: Iterable, config: Any, deltas: Sequence[float], bits: int = 4,
+) -> tuple[list[dict[str, Any]], dict[float, nn.Module]]:
+    """One codebook for the network against one per weight tensor, on the *same* trained weights and with
+    no training at all (notebook 07): WFN's clustering with the whole δ schedule of ``config`` at each of
+    ``deltas``, then uniform, APoT and k-means (k = 2^bits) quantisers per tensor at ``bits`` bits.
+
+    Returns one row per method (``method``, ``top1`` on ``loader``, and the metrics of
+    :func:`wfn_core.metrics.summary`) and the clustered models by δ (for a heatmap). Seconds on the CPU."""
+    from ..compare.baselines import apot_quantize, kmeans_share, uniform_quantize
+    from ..fixable import fixable_parameters, flat_values, set_flat_values
+    from ..metrics import summary
+    from ..training import evaluate
+
+    before = flat_values(fixable_parameters(model)).detach().cpu()
+    rows: list[dict[str, Any]] = []
+    clustered: dict[float, nn.Module] = {}
+
+    def add(method: str, net: nn.Module) -> None:
+        rows.append({"method": method, "top1": evaluate(net, loader, device="cpu", show_progress=False)["top1"],
+                     **summary(net)})
+
+    for delta in deltas:
+        values = cluster_schedule(before, delta, config.fractions, zero_threshold=config.zero_threshold,
+                                  recluster_fixed=config.recluster_fixed)[-1].values
+        net = copy.deepcopy(model)
+        set_flat_values(fixable_parameters(net), values)
+        clustered[delta] = net
+        add(f"one codebook (WFN clustering, δ = {delta:g})", net)
+    add(f"uniform {bits}-bit per tensor", uniform_quantize(model, bits))
+    add(f"APoT {bits}-bit per tensor", apot_quantize(model, bits))
+    add(f"k-means per tensor, k = {2 ** bits}", kmeans_share(model, 2 ** bits, scope="layer"))
+    return rows, clustered

@@ -40,6 +40,7 @@ __all__ = [
     "top_values",
     "plot_comparison",
     "plot_study",
+    "plot_signals",
     "plot_delta_search",
 ]
 
@@ -408,8 +409,24 @@ def plot_comparison(rows: Sequence[dict]) -> Figure:
     return fig
 
 
+def plot_signals(x: torch.Tensor, y: torch.Tensor, per_class: int = 3) -> Figure:
+    """MNIST-1D examples: ``per_class`` signals of each digit (``x``: ``(N, 1, L)``, ``y``: labels), one panel
+    per digit, position on the horizontal axis as the data set draws them."""
+    fig, axes = plt.subplots(2, 5, figsize=(12, 4.2), sharex=True, sharey=True)
+    fig.patch.set_facecolor("white")
+    for digit, ax in enumerate(axes.ravel()):
+        for signal in x[y == digit][:per_class]:
+            ax.plot(signal.reshape(-1).numpy(), lw=1.2)
+        ax.set_title(f"digit {digit}", fontsize=10)
+        ax.set_xticks([0, 20, 39])
+    fig.supxlabel("position (40 samples)")
+    fig.supylabel("value")
+    fig.tight_layout()
+    return fig
+
+
 def _study_style(method: str) -> tuple[str, str]:
-    """(colour, marker) of a study method, by family; 3-bit and k = 16 rows are drawn hollow by the caller."""
+    """(colour, marker) of a study method, by family; 3-bit and k = WFN rows are drawn hollow by the caller."""
     for prefix, style in (("fp32", ("#555555", "s")), ("uniform", (FP32_COLOUR, "o")), ("APoT", ("#55A868", "^")),
                           ("k-means per layer", ("#937860", "v")), ("k-means per network", ("#C44E52", "D")),
                           ("WFN", (WFN_COLOUR, "*"))):
@@ -436,8 +453,9 @@ def plot_study(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> F
             y = 100 * r["top1"]
             err = [[y - 100 * r["top1_min"]], [100 * r["top1_max"] - y]]
             big = r["method"].startswith("WFN")
+            hollow = "3-bit" in r["method"] or "k=WFN" in r["method"]  # the second member of a family
             ax.errorbar([r[key]], [y], yerr=err, color=colour, marker=marker, ms=16 if big else 7, capsize=3,
-                        mfc=colour, ls="none", zorder=3 if big else 2, label=r["method"])
+                        mfc="white" if hollow else colour, ls="none", zorder=3 if big else 2, label=r["method"])
         if log:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
