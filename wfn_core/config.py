@@ -132,20 +132,11 @@ def build_preset(
             f"eval_split={eval_split!r} is not allowed for preset={name!r}: only {', '.join(VALIDATED_PRESETS)} have "
             f"a validation split wired up, and a search must not measure on the test split"
         )
-    if name == "digits":
-        if weights is None:
-            model = models.load_pretrained_digits()
-        else:
-            model = models.DigitsCNN()
-            model.load_state_dict(models.load_state_dict_file(weights))
-        return model, *data.digits(batch_size=config.batch_size, seed=config.seed, eval_split=eval_split)
-    if name == "mnist1d_resnet":
-        if weights is None:
-            model = models.load_pretrained_mnist1d()
-        else:
-            model = models.MNIST1DResNet()
-            model.load_state_dict(models.load_state_dict_file(weights))
-        return model, *data.mnist1d(batch_size=config.batch_size, seed=config.seed, eval_split=eval_split)
+    if name in VALIDATED_PRESETS:  # the CPU tracks: a shipped checkpoint (or weights) and generated/bundled data
+        pretrained, loaders = ((models.load_pretrained_digits, data.digits) if name == "digits"
+                               else (models.load_pretrained_mnist1d, data.mnist1d))
+        model = pretrained(weights, verify=weights is None)
+        return model, *loaders(batch_size=config.batch_size, seed=config.seed, eval_split=eval_split)
     if name == "cifar10_resnet18":
         if weights is None:
             raise ValueError("preset cifar10_resnet18 needs --weights: a trained cifar_resnet18 state_dict")

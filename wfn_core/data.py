@@ -205,7 +205,16 @@ def digits(
     """
     _validate_common(batch_size, test_batch_size, seed, num_workers)
     check_choice("eval_split", eval_split, DIGITS_EVAL_SPLITS)
-    x_train, y_train, x_val, y_val, x_test, y_test = digits_arrays()
+    return _split_loaders(digits_arrays(), eval_split, batch_size, test_batch_size, seed, num_workers)
+
+
+def _split_loaders(
+    arrays: tuple[torch.Tensor, ...], eval_split: str, batch_size: int, test_batch_size: int | None, seed: int,
+    num_workers: int,
+) -> tuple[DataLoader, DataLoader]:
+    """Loaders of fixed ``(x_train, y_train, x_val, y_val, x_test, y_test)`` splits: training, and the
+    validation or test split."""
+    x_train, y_train, x_val, y_val, x_test, y_test = arrays
     held_out = TensorDataset(x_test, y_test) if eval_split == "test" else TensorDataset(x_val, y_val)
     return _make_loaders(TensorDataset(x_train, y_train), held_out, batch_size, test_batch_size, seed, num_workers)
 
@@ -231,10 +240,9 @@ class MNIST1DChangedWarning(UserWarning):
 def mnist1d_cache_dir() -> Path:
     """``$WFN_CACHE/mnist1d``, else ``$XDG_CACHE_HOME/wfn/mnist1d``, else ``~/.cache/wfn/mnist1d``
     (read at call time)."""
-    if os.environ.get("WFN_CACHE"):
-        return Path(os.environ["WFN_CACHE"]).expanduser() / "mnist1d"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return base / "wfn" / "mnist1d"
+    from .io import cache_dir
+
+    return cache_dir("mnist1d")
 
 
 def mnist1d_fingerprint(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> str:
@@ -339,9 +347,7 @@ def mnist1d(
     """
     _validate_common(batch_size, test_batch_size, seed, num_workers)
     check_choice("eval_split", eval_split, MNIST1D_EVAL_SPLITS)
-    x_train, y_train, x_val, y_val, x_test, y_test = mnist1d_arrays()
-    held_out = TensorDataset(x_test, y_test) if eval_split == "test" else TensorDataset(x_val, y_val)
-    return _make_loaders(TensorDataset(x_train, y_train), held_out, batch_size, test_batch_size, seed, num_workers)
+    return _split_loaders(mnist1d_arrays(), eval_split, batch_size, test_batch_size, seed, num_workers)
 
 
 # --------------------------------------------------------------------------- CIFAR-10

@@ -65,7 +65,7 @@ from ._validation import check_int, check_number, fail
 from .clustering import cluster_schedule
 from .config import PRESET_MAX_DROP, WFNConfig
 from .fixable import fixable_parameters, flat_values, set_flat_values
-from .io import atomic_write_text
+from .io import atomic_write_text, cache_dir
 from .metrics import summary
 from .pipeline import CollapseWarning, run_wfn
 from .training import default_device, evaluate, progress
@@ -188,10 +188,7 @@ def _grid(delta_range: tuple[float, float | None], n_fractions: int, points: int
 def default_cache_dir() -> Path:
     """``$WFN_CACHE/delta_search``, else ``$XDG_CACHE_HOME/wfn/delta_search``, else ``~/.cache/wfn/delta_search``
     (read at call time)."""
-    if os.environ.get("WFN_CACHE"):
-        return Path(os.environ["WFN_CACHE"]).expanduser() / "delta_search"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return base / "wfn" / "delta_search"
+    return cache_dir("delta_search")
 
 
 def _hash_tensor(h: hashlib._Hash, name: str, t: torch.Tensor) -> None:

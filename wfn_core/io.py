@@ -15,7 +15,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_csv", "atomic_torch_save"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_csv", "atomic_torch_save", "cache_dir"]
+
+
+def cache_dir(name: str) -> Path:
+    """wfn's cache folder ``name``: ``$WFN_CACHE/name``, else ``$XDG_CACHE_HOME/wfn/name``, else
+    ``~/.cache/wfn/name`` (read at call time, so a test or a notebook can move it)."""
+    if os.environ.get("WFN_CACHE"):
+        return Path(os.environ["WFN_CACHE"]).expanduser() / name
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return base / "wfn" / name
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -192,48 +192,34 @@ def torchvision_model(name: str, weights: str | Path | None = None, num_classes:
         ) from exc
 
 
-def _check_sha(path: Path, expected: str, dataset: str) -> None:
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ValueError(
-            f"{path} has SHA-256 {actual}, expected {expected}: the file is corrupted "
-            "or was remade (a retrained file is bit-identical only on the same CPU kernels and thread count); "
-            f"remake it with `python -m wfn_core train-baseline --dataset {dataset} --out {path}`, "
-            "or pass verify=False to load it anyway"
-        )
+def _load_pretrained(path: str | Path | None, default: Path, sha256: str, dataset: str, build: type[nn.Module],
+                     verify: bool) -> nn.Module:
+    """A shipped checkpoint (``default``, SHA-256 ``sha256`` checked when ``verify``) or ``path``, loaded into
+    ``build()``, in eval mode; ``dataset`` names the train-baseline command that remakes it."""
+    path = Path(path) if path is not None else default
+    remake = f"`python -m wfn_core train-baseline --dataset {dataset} --out {path}`"
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained {dataset} model not found at {path}; remake it with {remake}")
+    if verify and path.name == default.name:
+        actual = sha256_file(path)
+        if actual != sha256:
+            raise ValueError(
+                f"{path} has SHA-256 {actual}, expected {sha256}: the file is corrupted "
+                "or was remade (a retrained file is bit-identical only on the same CPU kernels and thread count); "
+                f"remake it with {remake}, or pass verify=False to load it anyway"
+            )
+    model = build()
+    model.load_state_dict(load_state_dict_file(path))
+    return model.eval()
 
 
 def load_pretrained_mnist1d(path: str | Path | None = None, verify: bool = True) -> MNIST1DResNet:
     """The shipped pretrained :class:`MNIST1DResNet`, in eval mode; its SHA-256 is checked on load."""
-    path = Path(path) if path is not None else PRETRAINED_MNIST1D_PATH
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained MNIST-1D model not found at {path}; remake it with "
-            f"`python -m wfn_core train-baseline --dataset mnist1d --out {path}`"
-        )
-    if verify and path.name == PRETRAINED_MNIST1D:
-        _check_sha(path, PRETRAINED_MNIST1D_SHA256, "mnist1d")
-    model = MNIST1DResNet()
-    model.load_state_dict(load_state_dict_file(path))
-    return model.eval()
+    return _load_pretrained(path, PRETRAINED_MNIST1D_PATH, PRETRAINED_MNIST1D_SHA256, "mnist1d", MNIST1DResNet,
+                            verify)  # type: ignore[return-value]
 
 
 def load_pretrained_digits(path: str | Path | None = None, verify: bool = True) -> DigitsCNN:
     """The shipped pretrained :class:`DigitsCNN`, in eval mode; its SHA-256 is checked on load."""
-    path = Path(path) if path is not None else PRETRAINED_DIGITS_PATH
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained digits model not found at {path}; remake it with "
-            f"`python -m wfn_core train-baseline --dataset digits --out {path}`"
-        )
-    if verify and path.name == PRETRAINED_DIGITS:
-        actual = sha256_file(path)
-        if actual != PRETRAINED_DIGITS_SHA256:
-            raise ValueError(
-                f"{path} has SHA-256 {actual}, expected {PRETRAINED_DIGITS_SHA256}: the file is corrupted "
-                "or was remade (a retrained file is bit-identical only on the same CPU kernels and thread count); "
-                "pass verify=False to load it anyway"
-            )
-    model = DigitsCNN()
-    model.load_state_dict(load_state_dict_file(path))
-    return model.eval()
+    return _load_pretrained(path, PRETRAINED_DIGITS_PATH, PRETRAINED_DIGITS_SHA256, "digits", DigitsCNN,
+                            verify)  # type: ignore[return-value]
