@@ -336,15 +336,9 @@ def mnist1d(
     test_batch_size: int | None = None,
     eval_split: str = "test",
 ) -> tuple[DataLoader, DataLoader]:
-    """MNIST-1D (:func:`mnist1d_arrays`): ``(train_loader, eval_loader)``, as :func:`digits` takes them.
-
-    Args:
-        batch_size: training batch size (also the evaluation batch size unless ``test_batch_size`` is given).
-        seed: seeds the training loader's shuffling only; the splits never change.
-        num_workers: DataLoader worker processes (0 loads in the main process).
-        test_batch_size: evaluation batch size (default: ``batch_size``).
-        eval_split: ``"test"`` (report results) or ``"val"`` (choose settings: presets, thresholds, δ).
-    """
+    """MNIST-1D (:func:`mnist1d_arrays`): ``(train_loader, eval_loader)``, with the arguments of :func:`digits`
+    (``eval_split="val"``: the validation split, where settings are chosen; ``"test"``: where results are
+    reported). Only the training loader is shuffled, seeded by ``seed``; the splits never change."""
     _validate_common(batch_size, test_batch_size, seed, num_workers)
     check_choice("eval_split", eval_split, MNIST1D_EVAL_SPLITS)
     return _split_loaders(mnist1d_arrays(), eval_split, batch_size, test_batch_size, seed, num_workers)
