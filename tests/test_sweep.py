@@ -101,3 +101,26 @@ def test_cliff_claims_hold_on_the_shipped_sweep_and_catch_a_preset_at_the_cliff(
     assert failed == ["the preset's δ as a share of the cliff δ at most 0.7",
                       "their mean relative move at the preset's δ = 0.025 at most 20%"]
     assert not cliff_claims(rows, config, early, None)[0].holds  # no cliff in the sweep: said, not hidden
+
+
+def test_run_point_takes_the_mnist1d_preset_and_measures_on_its_validation_split():
+    from wfn_core.data import mnist1d
+    from wfn_core.models import load_pretrained_mnist1d
+
+    row = run_point(1.0, 0.025, preset_name="mnist1d_resnet", fractions=(1.0,))
+    assert row["split"] == "val"
+    val_top1 = evaluate(load_pretrained_mnist1d(), mnist1d(eval_split="val")[1], device="cpu")["top1"]
+    assert row["baseline_top1"] == val_top1
+
+
+def test_the_sweep_command_writes_its_rows_and_refuses_presets_without_validation(tmp_path, capsys):
+    """The verb imported a module that had moved (wfn_core.sweep -> wfn_core.course.sweep) and failed with an
+    ImportError; this runs it end to end."""
+    from wfn_core.cli import main
+
+    out = tmp_path / "sweep.csv"
+    assert main(["sweep", "--alphas", "1", "--deltas", "0.02", "--seeds", "0", "--out", str(out)]) == 0
+    assert "wrote 1 rows" in capsys.readouterr().out
+    assert len(read_sweep(out)) == 1
+    assert main(["sweep", "--preset", "cifar10_resnet18", "--out", str(out)]) == 2
+    assert "preset='cifar10_resnet18' is not allowed" in capsys.readouterr().err

@@ -331,8 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_options(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (search.json, search.png)")
     _add_search_options(p)
-    p = verbs.add_parser("sweep", help="α × δ sweep of the digits preset on the validation split "
-                                       "(the notebooks' trade-off curves)")
+    p = verbs.add_parser("sweep", help="α × δ sweep of a preset on the validation split "
+                                       "(the notebooks' trade-off curves; one thread)")
+    p.add_argument("--preset", default="digits", help="a preset with a validation split: digits (default), "
+                                                      "mnist1d_resnet")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="α values (default: 0 0.4 1)")
     p.add_argument("--deltas", type=float, nargs="+", default=None,
                    help="δ values (default: 0.0075 0.01 0.015 0.02 0.025 0.03 0.04)")
@@ -459,9 +461,12 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from . import sweep as S
+    from .config import VALIDATED_PRESETS
+    from .course import sweep as S
 
-    rows = S.sweep(args.alphas or S.SWEEP_ALPHAS, args.deltas or S.SWEEP_DELTAS, args.seeds or S.SWEEP_SEEDS)
+    check_choice("preset", args.preset, VALIDATED_PRESETS)
+    rows = S.sweep(args.alphas or S.SWEEP_ALPHAS, args.deltas or S.SWEEP_DELTAS, args.seeds or S.SWEEP_SEEDS,
+                   preset_name=args.preset)
     S.write_sweep(rows, args.out)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0

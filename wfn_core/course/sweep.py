@@ -20,10 +20,9 @@ import torch
 
 from ..centres import ZERO_THRESHOLD
 from ..clustering import DEFAULT_FRACTIONS, cluster, delta_schedule
-from ..config import PRESET_MAX_DROP, preset
-from ..data import ASSETS_DIR, digits
+from ..config import PRESET_MAX_DROP, build_preset, preset
+from ..data import ASSETS_DIR
 from ..io import atomic_write_csv
-from ..models import load_pretrained_digits
 from ..pipeline import CollapseWarning, run_wfn
 from ..training import progress, seed_everything
 
@@ -45,17 +44,18 @@ SWEEP_FIELDS = (
 )
 
 
-def run_point(alpha: float, delta: float, seed: int = 0, callbacks: Any = (), **overrides: Any) -> dict[str, Any]:
-    """One WFN run of the digits preset at (α, δ, seed), evaluated on the validation split; returns a
-    row of :data:`SWEEP_FIELDS`. ``callbacks`` go to :func:`~wfn_core.pipeline.run_wfn` (called after each
-    WFN iteration: the widgets' progress)."""
-    config = preset("digits", alpha=alpha, delta=delta, seed=seed, **overrides)
+def run_point(alpha: float, delta: float, seed: int = 0, callbacks: Any = (), preset_name: str = "digits",
+              **overrides: Any) -> dict[str, Any]:
+    """One WFN run of a preset with a validation split (``digits``, ``mnist1d_resnet``) at (α, δ, seed), one
+    thread, evaluated on the validation split; returns a row of :data:`SWEEP_FIELDS`. ``callbacks`` go to
+    :func:`~wfn_core.pipeline.run_wfn` (called after each WFN iteration: the widgets' progress)."""
+    config = preset(preset_name, alpha=alpha, delta=delta, seed=seed, **overrides)
     seed_everything(seed, threads=1)
-    train, val = digits(batch_size=config.batch_size, seed=seed, eval_split=SWEEP_SPLIT)
+    model, train, val = build_preset(preset_name, config, eval_split=SWEEP_SPLIT)
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)  # a sweep maps where the network collapses, on purpose
-        result = run_wfn(load_pretrained_digits(), train, val, config, device="cpu", callbacks=callbacks)
+        result = run_wfn(model, train, val, config, device="cpu", callbacks=callbacks)
     final = result.final
     return {
         "alpha": alpha, "delta": delta, "seed": seed, "split": SWEEP_SPLIT, "baseline_top1": result.baseline["top1"],
@@ -64,11 +64,12 @@ def run_point(alpha: float, delta: float, seed: int = 0, callbacks: Any = (), **
 
 
 def sweep(
-    alphas: Iterable[float] = SWEEP_ALPHAS, deltas: Iterable[float] = SWEEP_DELTAS, seeds: Iterable[int] = SWEEP_SEEDS
+    alphas: Iterable[float] = SWEEP_ALPHAS, deltas: Iterable[float] = SWEEP_DELTAS, seeds: Iterable[int] = SWEEP_SEEDS,
+    preset_name: str = "digits",
 ) -> list[dict[str, Any]]:
-    """Every (α, δ, seed) combination, with a progress bar."""
+    """Every (α, δ, seed) combination of a preset, with a progress bar."""
     grid = list(itertools.product(alphas, deltas, seeds))
-    return [run_point(a, d, s) for a, d, s in progress(grid, desc="α × δ sweep", leave=True)]
+    return [run_point(a, d, s, preset_name=preset_name) for a, d, s in progress(grid, desc="α × δ sweep", leave=True)]
 
 
 def write_sweep(rows: list[dict[str, Any]], path: str | Path) -> Path:
