@@ -6,6 +6,7 @@ evaluation that returns exactly the single-process numbers, and resume that repe
 """
 
 import csv
+import datetime
 import json
 import os
 import socket
@@ -48,10 +49,14 @@ def _spawn(job: str, out: Path, **kwargs) -> None:
 def _worker(rank: int, job: str, out: str, kwargs: dict, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WFN_NO_PROGRESS="1")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # a bounded wait: a rank stuck in a collective fails the test in minutes instead of hanging it
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(minutes=5))
     try:
         {"run": _run_job, "eval": _eval_job}[job](rank, Path(out), **kwargs)
     finally:
+        # Leave together: a rank that tore its gloo group down while its peer still held the connection was
+        # aborted ("terminate called without an active exception", SIGABRT) in 1 of 3 CI runs.
+        dist.barrier()
         dist.destroy_process_group()
 
 
